@@ -1,0 +1,105 @@
+"""The interface every alteration implements.
+
+An alteration turns a batch of probes into a *trajectory*: the representations of ``levels``
+successively stronger alterations, level 0 being the unaltered input. Two kinds exist:
+
+* :class:`InputAlteration`, which alters inputs without looking at the model (white noise,
+  blur, masking...). A subclass implements :meth:`InputAlteration.alter` only; the base class
+  batches several levels into one forward pass and runs them under ``torch.inference_mode``.
+* :class:`Alteration` itself, for alterations that need the model (such as :class:`PGD`): a
+  subclass implements :meth:`Alteration.trajectory` and yields one representation per level.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+
+import torch
+from torch import Tensor
+
+from rmqm_callback._checks import check_int
+from rmqm_callback.encoder import Encoder
+from rmqm_callback.probe import ProbeBatch
+
+
+class Alteration(ABC):
+    """Successively stronger alterations of probe inputs.
+
+    Attributes:
+        name: default name under which the callback logs this alteration's results.
+        levels: number of levels ``L`` including the unaltered level 0 (``L >= 3``).
+
+    """
+
+    name: str = "alteration"
+
+    def __init__(self, levels: int) -> None:
+        self.levels = check_int("levels", levels, minimum=3)
+
+    def strengths(self) -> Tensor:
+        """Alteration strength of each level ``j = 0..L-1`` (the x axis of the curves)."""
+        return torch.arange(self.levels, dtype=torch.float64)
+
+    @abstractmethod
+    def trajectory(self, batch: ProbeBatch, encoder: Encoder, max_batch_size: int) -> Iterator[Tensor]:
+        """Yield the ``(n, d)`` representation of every level ``j = 0..L-1`` of ``batch``, in order.
+
+        Args:
+            batch: probes (global ``indices``, ``inputs``, optional ``labels``) on the model's device.
+            encoder: maps inputs to ``(n, d)`` representations (preprocessing included).
+            max_batch_size: the most inputs to send through the model at once.
+
+        """
+
+    def __repr__(self) -> str:
+        settings = ", ".join(f"{key}={value!r}" for key, value in self._settings().items())
+        return f"{type(self).__name__}({settings})"
+
+    def _settings(self) -> dict[str, object]:
+        """The configuration that identifies this alteration (used in ``repr`` and state keys)."""
+        return {"levels": self.levels}
+
+
+class InputAlteration(Alteration):
+    """An alteration of inputs alone; subclasses implement :meth:`alter`.
+
+    Example:
+        >>> import torch
+        >>> class Dim(InputAlteration):
+        ...     '''Darken images: level j multiplies pixels by 1 - j / levels.'''
+        ...     name = "dim"
+        ...     def alter(self, inputs, indices, level):
+        ...         return inputs * (1 - level / self.levels)
+        >>> Dim(levels=4).alter(torch.ones(2, 3), torch.arange(2), level=2)
+        tensor([[0.5000, 0.5000, 0.5000],
+                [0.5000, 0.5000, 0.5000]])
+
+    """
+
+    @abstractmethod
+    def alter(self, inputs: Tensor, indices: Tensor, level: int) -> Tensor:
+        """Return ``inputs`` altered to ``level`` (``level`` 0 must return them unchanged).
+
+        Args:
+            inputs: ``(n, ...)`` probe inputs.
+            indices: ``(n,)`` global probe indices (to key random alterations by probe).
+            level: ``0..levels-1``.
+
+        """
+
+    def check_inputs(self, inputs: Tensor) -> None:  # noqa: B027 - optional hook, empty by default
+        """Raise if ``inputs`` are outside this alteration's contract (called once per batch)."""
+
+    def trajectory(self, batch: ProbeBatch, encoder: Encoder, max_batch_size: int) -> Iterator[Tensor]:
+        """Embed the levels of ``batch``, several levels per forward pass, under inference mode."""
+        self.check_inputs(batch.inputs)
+        n = batch.inputs.shape[0]
+        group = max(1, max_batch_size // max(n, 1))
+        for first in range(0, self.levels, group):
+            levels = range(first, min(first + group, self.levels))
+            # the grad mode is set around the work, never around a yield (it would leak to the caller)
+            with torch.inference_mode():
+                altered = torch.cat([self.alter(batch.inputs, batch.indices, level) for level in levels])
+                representations = encoder(altered).split(n)
+            yield from representations

@@ -1,0 +1,117 @@
+"""White-noise injection (paper appendix A): ``x_j = clip(x + a_j)``, ``a_j ~ N(0, eps_j^2)``."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from rmqm_callback._checks import check_clip, check_int, check_number
+from rmqm_callback.alterations.base import InputAlteration
+
+#: Noise is drawn for blocks of this many consecutive probes, one generator seed per block and level.
+NOISE_BLOCK = 16
+_MASK64 = (1 << 64) - 1
+
+
+def _mix(*keys: int) -> int:
+    """A 63-bit seed from integers (splitmix64 finaliser applied to each key in turn)."""
+    state = 0x9E3779B97F4A7C15
+    for key in keys:
+        state = (state ^ (key & _MASK64)) * 0xBF58476D1CE4E5B9 & _MASK64
+        state = (state ^ (state >> 27)) * 0x94D049BB133111EB & _MASK64
+        state ^= state >> 31
+    return state >> 1
+
+
+class GaussianNoise(InputAlteration):
+    r"""Fresh white noise of growing standard deviation at every level, keyed by probe and level.
+
+    Level :math:`j` of probe :math:`x_i` is :math:`[x_i + \epsilon_j z_{ij}]_{clip}` with
+    :math:`\epsilon_j` = ``linspace(0, max_std, levels)[j]`` and :math:`z_{ij}` standard normal;
+    level 0 is :math:`x_i` itself. :math:`z_{ij}` depends only on ``(seed, i, j)`` (and the
+    device type): not on batch or chunk size, the number of processes or the epoch, so every
+    evaluation of a run sees the same alterations and a change of RMQM is the model's.
+
+    Contract: inputs are floating tensors in the raw range ``clip`` (``[0, 1]`` pixels by
+    default); model normalisation belongs in ``preprocess``. Returns tensors of the same shape
+    and dtype, inside ``clip``.
+
+    Args:
+        levels: number of levels including the unaltered one (the paper: 100).
+        max_std: standard deviation at the last level (the paper: 1.0).
+        clip: ``(lo, hi)`` input range to clip to, or ``None`` not to clip (nor check the range).
+        seed: seed of the noise.
+
+    Raises:
+        TypeError / ValueError: ``levels < 3``, negative ``max_std``, ``clip`` with ``lo >= hi``.
+
+    Example:
+        >>> import torch
+        >>> noise = GaussianNoise(levels=5, max_std=0.4)
+        >>> noise.strengths()
+        tensor([0.0000, 0.1000, 0.2000, 0.3000, 0.4000], dtype=torch.float64)
+        >>> x = torch.full((3, 4), 0.5)
+        >>> bool((noise.alter(x, torch.arange(3), level=0) == x).all())
+        True
+        >>> bool(torch.equal(noise.alter(x, torch.arange(3), 4)[2], noise.alter(x[2:], torch.tensor([2]), 4)[0]))
+        True
+
+    """
+
+    name = "noise"
+
+    def __init__(
+        self, levels: int = 100, max_std: float = 1.0, clip: tuple[float, float] | None = (0.0, 1.0), seed: int = 0
+    ) -> None:
+        super().__init__(levels)
+        self.max_std = check_number("max_std", max_std)
+        self.clip = check_clip(clip)
+        self.seed = check_int("seed", seed, minimum=0)
+        self._stds = torch.linspace(0.0, self.max_std, self.levels, dtype=torch.float64).tolist()
+
+    def strengths(self) -> Tensor:
+        """Noise standard deviation of each level."""
+        return torch.tensor(self._stds, dtype=torch.float64)
+
+    def _settings(self) -> dict[str, object]:
+        return {"levels": self.levels, "max_std": self.max_std, "clip": self.clip, "seed": self.seed}
+
+    def check_inputs(self, inputs: Tensor) -> None:
+        """Inputs must be floating and, when clipping, inside ``clip``."""
+        if not inputs.is_floating_point():
+            raise TypeError(
+                f"GaussianNoise needs floating-point inputs in the range {self.clip}, got dtype {inputs.dtype};"
+                " convert (e.g. uint8 pixels / 255) before scoring."
+            )
+        if self.clip is not None and inputs.numel() > 0:
+            low, high = float(inputs.min()), float(inputs.max())
+            if low < self.clip[0] or high > self.clip[1]:
+                raise ValueError(
+                    f"GaussianNoise adds noise in the raw input range clip={self.clip}, but the inputs span"
+                    f" [{low:.4g}, {high:.4g}]. Pass un-normalised inputs and the model's normalisation as"
+                    " `preprocess`, or set `clip` to the inputs' range (None to disable)."
+                )
+
+    def noise(self, indices: Tensor, level: int, shape: tuple[int, ...], device: torch.device) -> Tensor:
+        """Standard-normal noise ``(n, *shape)`` for probes ``indices`` at ``level`` (float32).
+
+        Drawn per block of :data:`NOISE_BLOCK` consecutive probe indices from a generator seeded
+        by ``(seed, block, level)``, so each probe's noise is independent of how probes are batched.
+        """
+        indices = indices.to("cpu", torch.int64)
+        blocks, position = torch.unique(indices // NOISE_BLOCK, return_inverse=True)
+        generator = torch.Generator(device=device)
+        drawn = []
+        for block in blocks.tolist():
+            generator.manual_seed(_mix(self.seed, block, level))
+            drawn.append(torch.randn((NOISE_BLOCK, *shape), generator=generator, device=device))
+        rows = (indices % NOISE_BLOCK).to(device)
+        return torch.stack(drawn)[position.to(device), rows]
+
+    def alter(self, inputs: Tensor, indices: Tensor, level: int) -> Tensor:
+        """Level ``level`` of ``inputs``: ``inputs`` itself at level 0."""
+        if level == 0:
+            return inputs
+        noise = self.noise(indices, level, tuple(inputs.shape[1:]), inputs.device)
+        altered = torch.add(inputs, noise.to(inputs.dtype), alpha=self._stds[level])
+        return altered if self.clip is None else altered.clamp_(*self.clip)

@@ -1,0 +1,129 @@
+"""Turn a model into an encoder of probe inputs: preprocessing, the ``embed`` rule, shape checks.
+
+The ``embed`` rule picks the representation that RMQM measures:
+
+* ``None``: the model's output (its first element when the model returns a tuple or list);
+* a string: the output of the submodule of that name (read with a forward hook);
+* a callable ``embed(model, inputs) -> Tensor``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, Union
+
+import torch
+from torch import Tensor, nn
+
+EmbedRule = Union[None, str, Callable[[nn.Module, Tensor], Any]]
+
+
+def _first_tensor(value: Any) -> Any:
+    return value[0] if isinstance(value, (tuple, list)) and len(value) > 0 else value
+
+
+def as_representation(value: Any, batch_size: int, source: str) -> Tensor:
+    """Return ``value`` as a ``(batch, d)`` floating tensor, flattening trailing dimensions.
+
+    Raises:
+        ValueError: ``value`` is not a floating tensor with ``batch_size`` rows and >= 1 feature.
+
+    """
+    value = _first_tensor(value)
+    if not isinstance(value, Tensor):
+        raise ValueError(
+            f"{source} gave a {type(value).__name__}, which is not a tensor: RMQM needs a (batch, d)"
+            " representation. Pass `embed=` a submodule name or a callable (model, inputs) -> Tensor."
+        )
+    if not value.is_floating_point() or value.ndim < 2 or value.shape[0] != batch_size or value[0].numel() == 0:
+        raise ValueError(
+            f"{source} gave a tensor of shape {tuple(value.shape)} and dtype {value.dtype}; RMQM needs a"
+            f" floating (batch={batch_size}, d) representation (trailing dimensions are flattened)."
+        )
+    return value.flatten(1)
+
+
+class Encoder:
+    """Preprocess inputs, run the model and pick the representation by the ``embed`` rule.
+
+    Args:
+        model: the encoder network (left on its device; not moved or copied).
+        embed: ``None``, a submodule name, or a callable ``(model, inputs) -> Tensor``.
+        preprocess: callable applied to (altered) inputs before the model, for example the
+            model's mean/std normalisation; ``None`` for none.
+
+    Raises:
+        TypeError: ``model`` is not an ``nn.Module``; ``embed`` or ``preprocess`` has a wrong type.
+        ValueError: ``embed`` names no submodule of ``model``.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+        >>> Encoder(model, embed="1")(torch.zeros(5, 2, 2)).shape
+        torch.Size([5, 3])
+
+    """
+
+    def __init__(self, model: nn.Module, embed: EmbedRule = None, preprocess: Callable | None = None) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"`model` must be a torch.nn.Module, got {type(model).__name__}.")
+        if embed is not None and not isinstance(embed, str) and not callable(embed):
+            raise TypeError(f"`embed` must be None, a submodule name or a callable, got {embed!r}.")
+        if preprocess is not None and not callable(preprocess):
+            raise TypeError(f"`preprocess` must be None or a callable, got {preprocess!r}.")
+        self.model = model
+        self.embed = embed
+        self.preprocess = preprocess
+        self._submodule: nn.Module | None = None
+        if isinstance(embed, str):
+            names = [name for name, _ in model.named_modules() if name]
+            if embed not in names:
+                shown = ", ".join(repr(name) for name in names[:12])
+                raise ValueError(f"`embed`={embed!r} names no submodule of the model; it has: {shown}.")
+            self._submodule = model.get_submodule(embed)
+
+    def output_and_representation(self, inputs: Tensor) -> tuple[Any, Tensor]:
+        """Return the model's raw output and the ``(batch, d)`` representation for ``inputs``."""
+        model_inputs = self.preprocess(inputs) if self.preprocess is not None else inputs
+        if callable(self.embed) and not isinstance(self.embed, str):
+            representation = self.embed(self.model, model_inputs)
+            return representation, as_representation(representation, inputs.shape[0], "`embed` callable")
+        if self._submodule is None:
+            output = self.model(model_inputs)
+            return output, as_representation(output, inputs.shape[0], "The model's output")
+        captured: list[Any] = []
+        handle = self._submodule.register_forward_hook(lambda _module, _args, out: captured.append(out))
+        try:
+            output = self.model(model_inputs)
+        finally:
+            handle.remove()
+        if not captured:
+            raise ValueError(f"`embed`={self.embed!r}: that submodule was not called by the model's forward.")
+        return output, as_representation(captured[-1], inputs.shape[0], f"Submodule {self.embed!r}")
+
+    def __call__(self, inputs: Tensor) -> Tensor:
+        """Return the ``(batch, d)`` representation of ``inputs``."""
+        return self.output_and_representation(inputs)[1]
+
+
+@contextmanager
+def evaluation_mode(model: nn.Module) -> Iterator[None]:
+    """Put every submodule in eval mode and restore each one's own mode afterwards, also on error."""
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter or buffer (CPU for a model with neither)."""
+    for tensor in model.parameters():
+        return tensor.device
+    for tensor in model.buffers():
+        return tensor.device
+    return torch.device("cpu")

@@ -1,0 +1,167 @@
+"""``RMQM``: the Representation Manifold Quality Metric as a ``torchmetrics.Metric``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+from torchmetrics import Metric
+
+from rmqm_callback._checks import check_bool, check_convention
+from rmqm_callback.functional.rmqm import (
+    LEVEL_STATES,
+    SCALAR_STATES,
+    _distance_statistics,
+    _rmqm_compute,
+    _rmqm_curves,
+    _rmqm_update,
+)
+
+
+def _check_distances(distances: Any) -> tuple[Tensor, Tensor]:
+    if not isinstance(distances, (tuple, list)) or len(distances) != 2:
+        raise TypeError(f"`distances` must be a (do, dp) pair of tensors, got {type(distances).__name__}.")
+    do, dp = distances
+    for name, series in (("do", do), ("dp", dp)):
+        if not isinstance(series, Tensor) or not series.is_floating_point() or series.ndim != 2:
+            raise TypeError(f"`distances` {name} must be a floating (n, J) tensor, got {series!r:.80}.")
+        if not bool(torch.isfinite(series).all()) or bool((series < 0).any()):
+            raise ValueError(f"`distances` {name} must be finite and non-negative.")
+    if do.shape != dp.shape or do.shape[1] < 2:
+        raise ValueError(
+            f"`distances` do and dp must have the same shape (n, J) with J >= 2, got {tuple(do.shape)}"
+            f" and {tuple(dp.shape)}."
+        )
+    return do, dp
+
+
+class RMQM(Metric):
+    r"""Representation Manifold Quality Metric, accumulated over chunks of trajectories.
+
+    ``update`` takes chunks of whole trajectories ``(n, L, d)`` (level 0 unaltered) and adds
+    their per-probe statistics to running sums (``dist_reduce_fx="sum"``): memory does not grow
+    with the number of probes, and the result is the same for any chunking, probe order or
+    number of processes. ``compute`` returns the same dictionary as
+    :func:`rmqm_callback.functional.rmqm`; :meth:`curves` returns the per-level mean curves
+    (paper figures 2, 5, 6, 7) and :meth:`plot` draws them.
+
+    .. math::
+
+        \mathrm{RMQM} = \ln\left(1 + D + D_{RC}^{-1} + P_{RC}^{-1}\right)
+
+    States are kept in float64 (``set_dtype`` changes that).
+
+    Args:
+        convention: ``"paper"`` (eqs. 1-4 of the paper, default) or ``"reference"`` (the
+            authors' released pipeline); see :func:`rmqm_callback.functional.rmqm`.
+        normalize: L2-normalise each representation before measuring distances.
+        kwargs: passed to :class:`torchmetrics.Metric` (``dist_sync_fn``, ``process_group``...).
+
+    Raises:
+        ValueError: unknown ``convention``.
+        TypeError: ``normalize`` is not a bool.
+
+    Example:
+        >>> import torch
+        >>> from rmqm_callback import RMQM
+        >>> metric = RMQM()
+        >>> trajectories = torch.randn(10, 5, 8, generator=torch.Generator().manual_seed(0))
+        >>> metric.update(trajectories[:4])
+        >>> metric.update(trajectories[4:])
+        >>> result = metric.compute()
+        >>> sorted(k for k in result if not k.endswith(("_se", "_left_out")))
+        ['D', 'D_RC', 'P_RC', 'RMQM', 'num_probes']
+        >>> int(result["num_probes"])
+        10
+
+    """
+
+    is_differentiable: bool = False
+    higher_is_better: bool = True
+    full_state_update: bool = False
+
+    def __init__(self, convention: str = "paper", normalize: bool = True, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.convention = check_convention(convention)
+        self.normalize = check_bool("normalize", normalize)
+        for name in SCALAR_STATES:
+            self.add_state(name, default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        for name in LEVEL_STATES:
+            # shape (J,) is known at the first update; every process must update (possibly with an
+            # empty chunk) before a distributed compute so that all states have the same shape.
+            self.add_state(name, default=torch.zeros(0, dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, embeddings: Tensor | None = None, *, distances: tuple[Tensor, Tensor] | None = None) -> None:
+        """Add a chunk of trajectories.
+
+        Args:
+            embeddings: ``(n, L, d)`` representations, level 0 unaltered; ``n`` may be 0.
+            distances: instead of ``embeddings``, the pair ``(do, dp)`` of ``(n, J)`` distance
+                series to the original and to the previous level (already normalised), as a
+                streaming scorer computes them level by level.
+
+        """
+        if (embeddings is None) == (distances is None):
+            raise ValueError("Pass exactly one of `embeddings` or `distances` to RMQM.update.")
+        dtype = self.num_probes.dtype
+        if embeddings is not None:
+            stats = _rmqm_update(embeddings, self.convention, self.normalize, dtype=dtype)
+        else:
+            stats = _distance_statistics(*_check_distances(distances), self.convention, dtype=dtype)
+        self._add_statistics(stats)
+
+    def _add_statistics(self, stats: dict[str, Tensor]) -> None:
+        num_steps = stats["do_level_sum"].shape[0]
+        current = self.do_level_sum.shape[0]
+        if current not in (0, num_steps):
+            raise ValueError(
+                f"RMQM.update got trajectories of L={num_steps + 1} levels, but earlier updates had"
+                f" L={current + 1}; call reset() between evaluations with different alterations."
+            )
+        for name in SCALAR_STATES:
+            setattr(self, name, getattr(self, name) + stats[name].to(self.num_probes.device))
+        for name in LEVEL_STATES:
+            value = stats[name].to(self.num_probes.device)
+            setattr(self, name, value if current == 0 else getattr(self, name) + value)
+
+    def _statistics(self) -> dict[str, Tensor]:
+        return {name: getattr(self, name) for name in SCALAR_STATES + LEVEL_STATES}
+
+    def compute(self) -> dict[str, Tensor]:
+        """Return ``RMQM``, ``D``, ``D_RC``, ``P_RC``, their standard errors and probe counts."""
+        return _rmqm_compute(self._statistics(), self.convention)
+
+    def curves(self) -> dict[str, Tensor]:
+        """Per-level curves for ``j = 1..J``, synced across processes like :meth:`compute`.
+
+        Returns:
+            ``level`` and, each with a ``_se`` twin, ``distance_to_original``,
+            ``distance_to_previous``, ``relative_change_to_original`` and
+            ``relative_change_to_previous`` (the spike terms of the chosen convention;
+            NaN at a level where no term exists).
+
+        """
+        with self.sync_context(
+            dist_sync_fn=self.dist_sync_fn, should_sync=self._to_sync, should_unsync=self._should_unsync
+        ):
+            if self.do_level_sum.shape[0] == 0:
+                raise ValueError("RMQM.curves() needs at least one update with trajectories.")
+            return {key: value.clone() for key, value in _rmqm_curves(self._statistics()).items()}
+
+    def plot(self, ax: Any = None, *, strengths: Tensor | None = None, label: str | None = None) -> Any:
+        """Draw the per-level curves with error bands (needs matplotlib).
+
+        Args:
+            ax: a sequence of 3 matplotlib axes to draw on; a new figure when ``None``.
+            strengths: alteration strength per level ``j = 0..J`` for the x axis (for example
+                ``GaussianNoise().strengths()``); the level index when ``None``.
+            label: legend label of the curves.
+
+        Returns:
+            ``(figure, axes)``.
+
+        """
+        from rmqm_callback._plotting import plot_curves
+
+        return plot_curves(self.curves(), axes=ax, strengths=strengths, label=label)

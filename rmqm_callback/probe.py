@@ -1,0 +1,219 @@
+"""A fixed, held-out probe set, read in blocks of consecutive global indices.
+
+A probe can be a tensor of inputs, an ``(inputs, labels)`` pair, a ``Dataset`` whose items are
+inputs or ``(input, label, ...)`` tuples, or a ``DataLoader`` yielding such batches. Probe ``i``
+is the i-th sample in that order, and alterations are keyed by ``i``.
+
+:meth:`Probe.blocks` cuts the index range into blocks ``[kB, (k+1)B)`` and gives block ``k`` to
+process ``k mod world_size``: each process reads a disjoint shard, nothing is repeated or padded
+(unlike ``DistributedSampler``), and a batch holds the same probes whatever the number of
+processes.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, RandomSampler
+
+
+@dataclass(frozen=True)
+class ProbeBatch:
+    """Probes ``indices`` (global, int64, CPU), their ``inputs`` and ``labels`` (or ``None``)."""
+
+    indices: Tensor
+    inputs: Tensor
+    labels: Tensor | None
+
+    def to(self, device: torch.device | str) -> ProbeBatch:
+        """Move inputs and labels to ``device`` (indices stay on the CPU)."""
+        labels = None if self.labels is None else self.labels.to(device, non_blocking=True)
+        return ProbeBatch(self.indices, self.inputs.to(device, non_blocking=True), labels)
+
+
+def _split_item(item: Any, what: str) -> tuple[Tensor, Tensor | None]:
+    """Split a sample or batch into ``(inputs, labels-or-None)``."""
+    if isinstance(item, (tuple, list)):
+        if len(item) == 0:
+            raise ValueError(f"The probe's {what} is an empty {type(item).__name__}.")
+        inputs, labels = item[0], (item[1] if len(item) > 1 else None)
+    else:
+        inputs, labels = item, None
+    if not isinstance(inputs, Tensor):
+        inputs = torch.as_tensor(inputs)
+    if labels is not None and not isinstance(labels, Tensor):
+        labels = torch.as_tensor(labels)
+    return inputs, labels
+
+
+def _blocks_for(rank: int, world_size: int, num_blocks: int) -> range:
+    return range(rank, num_blocks, world_size)
+
+
+class Probe:
+    """Probe inputs (and optional labels) held as tensors.
+
+    Args:
+        inputs: ``(N, ...)`` tensor of probe inputs.
+        labels: ``(N, ...)`` tensor of labels or ``None``.
+
+    Raises:
+        TypeError: ``inputs`` or ``labels`` is not a tensor.
+        ValueError: no probes, or labels of another length.
+
+    Example:
+        >>> import torch
+        >>> probe = Probe(torch.zeros(5, 3))
+        >>> [batch.indices.tolist() for batch in probe.blocks(2, rank=0, world_size=2)]
+        [[0, 1], [4]]
+
+    """
+
+    def __init__(self, inputs: Tensor, labels: Tensor | None = None) -> None:
+        if not isinstance(inputs, Tensor):
+            raise TypeError(f"`probe` inputs must be a tensor, got {type(inputs).__name__}.")
+        if inputs.ndim == 0 or inputs.shape[0] == 0:
+            raise ValueError(f"`probe` is empty: inputs of shape {tuple(inputs.shape)}.")
+        if labels is not None:
+            if not isinstance(labels, Tensor):
+                raise TypeError(f"`probe` labels must be a tensor, got {type(labels).__name__}.")
+            if labels.shape[:1] != inputs.shape[:1]:
+                raise ValueError(
+                    f"`probe` has {inputs.shape[0]} inputs but labels of shape {tuple(labels.shape)}."
+                )
+        self.inputs = inputs
+        self.labels = labels
+
+    def __len__(self) -> int:
+        return self.inputs.shape[0]
+
+    def num_blocks(self, batch_size: int) -> int:
+        """Number of blocks of ``batch_size`` probes."""
+        return -(-len(self) // batch_size)
+
+    def blocks(self, batch_size: int, rank: int = 0, world_size: int = 1) -> Iterator[ProbeBatch]:
+        """Yield this process's blocks of consecutive probes, in order."""
+        for block in _blocks_for(rank, world_size, self.num_blocks(batch_size)):
+            start, stop = block * batch_size, min((block + 1) * batch_size, len(self))
+            labels = None if self.labels is None else self.labels[start:stop]
+            yield ProbeBatch(torch.arange(start, stop), self.inputs[start:stop], labels)
+
+
+class DatasetProbe(Probe):
+    """A map-style ``Dataset`` read item by item, one block at a time (nothing is held in memory)."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        try:
+            size = len(dataset)  # type: ignore[arg-type]
+        except TypeError as error:
+            raise TypeError("`probe` Dataset must have a length; pass a DataLoader for iterable data.") from error
+        if size == 0:
+            raise ValueError("`probe` is an empty Dataset.")
+        self.dataset = dataset
+        self._size = size
+
+    def __len__(self) -> int:
+        return self._size
+
+    def blocks(self, batch_size: int, rank: int = 0, world_size: int = 1) -> Iterator[ProbeBatch]:
+        """Yield this process's blocks, stacking the items of each block."""
+        for block in _blocks_for(rank, world_size, self.num_blocks(batch_size)):
+            indices = torch.arange(block * batch_size, min((block + 1) * batch_size, len(self)))
+            items = [_split_item(self.dataset[int(i)], "item") for i in indices]
+            inputs = torch.stack([inputs for inputs, _ in items])
+            has_labels = all(labels is not None for _, labels in items)
+            labels = torch.stack([labels for _, labels in items]) if has_labels else None  # type: ignore[misc]
+            yield ProbeBatch(indices, inputs, labels)
+
+
+class LoaderProbe(Probe):
+    """A ``DataLoader`` read in order and re-cut into blocks of ``batch_size`` probes."""
+
+    def __init__(self, loader: DataLoader) -> None:
+        if isinstance(getattr(loader, "sampler", None), RandomSampler):
+            warnings.warn(
+                "The probe DataLoader shuffles: probe indices (and so the alterations they are keyed by)"
+                " change on every pass. Use shuffle=False for a fixed probe.",
+                UserWarning,
+                stacklevel=3,
+            )
+        self.loader = loader
+
+    def __len__(self) -> int:
+        return len(self.loader.dataset)  # type: ignore[arg-type]
+
+    def blocks(self, batch_size: int, rank: int = 0, world_size: int = 1) -> Iterator[ProbeBatch]:
+        """Yield this process's blocks, regrouping the loader's batches."""
+        batches = (_split_item(batch, "batch") for batch in self.loader)
+        block = -1
+        for block, (inputs, labels) in enumerate(_regroup(batches, batch_size)):
+            if block % world_size == rank:
+                start = block * batch_size
+                yield ProbeBatch(torch.arange(start, start + inputs.shape[0]), inputs, labels)
+        if block < 0:
+            raise ValueError("`probe` DataLoader yielded no samples.")
+
+
+def _concat(parts: list[Tensor | None]) -> Tensor | None:
+    return None if any(part is None for part in parts) else torch.cat(parts)  # type: ignore[arg-type]
+
+
+def _regroup(
+    batches: Iterable[tuple[Tensor, Tensor | None]], size: int
+) -> Iterator[tuple[Tensor, Tensor | None]]:
+    """Regroup a stream of ``(inputs, labels)`` batches into batches of exactly ``size`` (the last may be short)."""
+    inputs_parts: list[Tensor] = []
+    labels_parts: list[Tensor | None] = []
+    buffered = 0
+    for inputs, labels in batches:
+        inputs_parts.append(inputs)
+        labels_parts.append(labels)
+        buffered += inputs.shape[0]
+        while buffered >= size:
+            all_inputs, all_labels = torch.cat(inputs_parts), _concat(labels_parts)
+            yield all_inputs[:size], None if all_labels is None else all_labels[:size]
+            inputs_parts = [all_inputs[size:]]
+            labels_parts = [None if all_labels is None else all_labels[size:]]
+            buffered -= size
+    if buffered > 0:
+        yield torch.cat(inputs_parts), _concat(labels_parts)
+
+
+def as_probe(probe: Any) -> Probe:
+    """Wrap a tensor, an ``(inputs, labels)`` pair, a ``Dataset`` or a ``DataLoader`` as a :class:`Probe`.
+
+    Raises:
+        TypeError: ``probe`` is none of those.
+        ValueError: ``probe`` is empty or its labels do not match its inputs.
+
+    """
+    if isinstance(probe, Probe):
+        return probe
+    if isinstance(probe, Tensor):
+        return Probe(probe)
+    if isinstance(probe, (tuple, list)) and len(probe) == 2 and isinstance(probe[0], Tensor):
+        return Probe(probe[0], probe[1])
+    if isinstance(probe, DataLoader):
+        return LoaderProbe(probe)
+    if isinstance(probe, Dataset):
+        return DatasetProbe(probe)
+    raise TypeError(
+        "`probe` must be a tensor, an (inputs, labels) pair of tensors, a Dataset or a DataLoader;"
+        f" got {type(probe).__name__}."
+    )
+
+
+def materialize(probe: Probe) -> Probe:
+    """Read every block of ``probe`` once and return an in-memory :class:`Probe` of the same samples."""
+    if type(probe) is Probe:
+        return probe
+    batches = list(probe.blocks(batch_size=1024))
+    labels = None
+    if all(batch.labels is not None for batch in batches):
+        labels = torch.cat([batch.labels for batch in batches])  # type: ignore[misc]
+    return Probe(torch.cat([batch.inputs for batch in batches]), labels)

@@ -6,6 +6,7 @@ and the distances the representations travel give ``D``, ``D_RC``, ``P_RC`` and 
 """
 
 from rmqm_callback.alterations import PGD, Alteration, GaussianNoise, InputAlteration
+from rmqm_callback.callback import RMQMCallback
 from rmqm_callback.functional.rmqm import RMQMCollapseWarning
 from rmqm_callback.metric import RMQM
 from rmqm_callback.scoring import score
@@ -13,6 +14,7 @@ from rmqm_callback.scoring import score
 __all__ = [
     "PGD",
     "RMQM",
+    "RMQMCallback",
     "Alteration",
     "GaussianNoise",
     "InputAlteration",

@@ -1,0 +1,71 @@
+"""Take a callback's probe from the trainer's data: the first ``n`` validation (else training) samples."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.utilities.rank_zero import rank_zero_warn
+from torch.utils.data import DataLoader, Subset
+
+from rmqm_callback.probe import DatasetProbe, LoaderProbe, Probe, materialize
+
+
+def _first_loader(loaders: Any) -> DataLoader | None:
+    """The first DataLoader of what ``trainer.val_dataloaders`` / ``train_dataloader`` hold."""
+    if isinstance(loaders, DataLoader):
+        return loaders
+    if isinstance(loaders, dict):
+        loaders = list(loaders.values())
+    if isinstance(loaders, (list, tuple)) and loaders:
+        return _first_loader(loaders[0])
+    return None
+
+
+def _first_samples(loader: DataLoader, count: int) -> Probe:
+    dataset = loader.dataset
+    if hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__"):
+        # the dataset itself, in order: the loader may shuffle or be sharded per process
+        return materialize(DatasetProbe(Subset(dataset, range(min(count, len(dataset))))))
+    taken: list[Any] = []
+    total = 0
+    for batch in LoaderProbe(loader).blocks(batch_size=count):
+        taken.append(batch)
+        total += batch.inputs.shape[0]
+        if total >= count:
+            break
+    inputs = torch.cat([batch.inputs for batch in taken])[:count]
+    has_labels = all(batch.labels is not None for batch in taken)
+    labels = torch.cat([batch.labels for batch in taken])[:count] if has_labels else None  # type: ignore[misc]
+    return Probe(inputs, labels)
+
+
+def probe_from_trainer(trainer: pl.Trainer, count: int) -> Probe:
+    """Process 0 takes the first ``count`` samples and every process receives the same copy.
+
+    Validation data is used when the run validates, else the training data. Reading the data
+    does not move the global random number streams (augmentations inside a Dataset may draw).
+
+    Raises:
+        ValueError: the trainer has no data loader to take samples from.
+
+    """
+    probe = None
+    if trainer.is_global_zero:
+        source = "validation"
+        loader = _first_loader(trainer.val_dataloaders) if trainer.enable_validation else None
+        if loader is None:
+            source, loader = "training", _first_loader(trainer.train_dataloader)
+        if loader is None:
+            raise ValueError(
+                "RMQMCallback(probe=<int>) takes the first samples of the validation or training data, but the"
+                " trainer has no DataLoader; pass the probe as a tensor, Dataset or DataLoader instead."
+            )
+        with torch.random.fork_rng(devices=[]):
+            probe = _first_samples(loader, count)
+        if len(probe) < count:
+            rank_zero_warn(f"RMQMCallback: probe={count} but the {source} data has only {len(probe)} samples.")
+        probe = (probe.inputs, probe.labels)
+    inputs, labels = trainer.strategy.broadcast(probe, src=0)
+    return Probe(inputs, labels)

@@ -1,0 +1,289 @@
+"""``RMQMCallback``: RMQM of the model's representation at epoch ends, logged through Lightning."""
+
+from __future__ import annotations
+
+import sys
+import time
+from contextlib import nullcontext
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import pytorch_lightning as pl
+from pytorch_lightning.callbacks import Callback
+from pytorch_lightning.loggers import TensorBoardLogger
+from pytorch_lightning.utilities.rank_zero import rank_zero_warn
+from torch import Tensor
+from typing_extensions import override
+
+from rmqm_callback._checks import check_bool, check_convention, check_int
+from rmqm_callback._plotting import matplotlib_available, plot_curves
+from rmqm_callback._trainer_probe import probe_from_trainer
+from rmqm_callback.alterations import Alteration, GaussianNoise, InputAlteration
+from rmqm_callback.encoder import EmbedRule, Encoder
+from rmqm_callback.keys import CURVES_KEY, LOGGED_QUANTITIES, REFERENCE_QUANTITIES, SECONDS_KEY, metric_key
+from rmqm_callback.metric import RMQM
+from rmqm_callback.probe import Probe, as_probe, materialize
+from rmqm_callback.scoring import accumulate, check_alteration, guest_of
+
+
+def _named_alterations(alterations: Any) -> dict[str, Alteration]:
+    """``{name: alteration}`` from one alteration, a list of them, or a name -> alteration dict."""
+    if alterations is None:
+        alterations = GaussianNoise()
+    if isinstance(alterations, Alteration):
+        alterations = [alterations]
+    if isinstance(alterations, Mapping):
+        named = {name: check_alteration(alteration) for name, alteration in alterations.items()}
+    elif isinstance(alterations, (list, tuple)):
+        named = {}
+        for alteration in alterations:
+            name = check_alteration(alteration).name
+            if name in named:
+                raise ValueError(
+                    f"`alterations` has two alterations named {name!r}; pass a dict of distinct names instead,"
+                    f" e.g. {{'{name}': ..., '{name}_2': ...}}."
+                )
+            named[name] = alteration
+    else:
+        raise TypeError(f"`alterations` must be an Alteration, a list or a dict of them, got {alterations!r}.")
+    if not named:
+        raise ValueError("`alterations` is empty.")
+    for name in named:
+        if not isinstance(name, str) or not name or "/" in name:
+            raise ValueError(f"`alterations` names must be non-empty strings without '/', got {name!r}.")
+    return named
+
+
+class RMQMCallback(Callback):
+    r"""Measure the representation manifold's quality (RMQM) at epoch ends, with no labels.
+
+    At the end of every ``every_n_epochs``-th validation epoch (at the end of the training
+    epoch when the run has no validation; never during the sanity check) the callback alters a
+    fixed probe set with each alteration, embeds every level on ``pl_module.device`` in eval
+    mode, and logs through ``pl_module.log``, so every logger, ``trainer.callback_metrics``,
+    ``EarlyStopping`` and ``ModelCheckpoint`` see ``{prefix}/{name}/RMQM``, ``/D``, ``/D_RC``,
+    ``/P_RC``, their standard errors ``/D_se``... and ``/seconds`` (see :mod:`rmqm_callback.keys`).
+    With a ``TensorBoardLogger`` and matplotlib, the per-level curves are added as a figure.
+
+    It is a guest in the run: weights, ``.grad``, BatchNorm statistics, train/eval modes,
+    optimizer state and the global random streams are left as they were. Under DDP each
+    process scores a disjoint shard of the probe and the metric is synced, so every process logs
+    the single-process value.
+
+    Args:
+        probe: a tensor, an ``(inputs, labels)`` pair, a ``Dataset``, a ``DataLoader``, or an int
+            ``n``: the first ``n`` samples of the validation data (else the training data), taken
+            at the first evaluation. The probe is kept fixed and saved in checkpoints.
+        alterations: one :class:`~rmqm_callback.Alteration`, a list, or a ``{name: alteration}``
+            dict; default :class:`~rmqm_callback.GaussianNoise` (logged as ``noise``).
+        every_n_epochs: evaluate every n epochs.
+        embed: ``None`` (model output), a submodule name, or ``callable(model, inputs)``.
+        preprocess: applied to altered inputs before the model (e.g. mean/std normalisation).
+        batch_size: probes per block and most inputs per forward pass.
+        convention: ``"paper"`` or ``"reference"``.
+        normalize: L2-normalise representations before measuring distances.
+        prefix: first part of every logged key.
+        log_curves: add the curve figure to TensorBoard loggers.
+        progress: show a progress bar on process 0; ``None`` follows the trainer's progress bar.
+
+    Raises:
+        TypeError / ValueError: a bad argument; the message names it.
+
+    Example::
+
+        from pytorch_lightning import Trainer
+        from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
+        from rmqm_callback import RMQMCallback
+
+        trainer = Trainer(callbacks=[
+            ModelCheckpoint(monitor="rmqm/noise/RMQM", mode="max"),
+            EarlyStopping(monitor="rmqm/noise/RMQM", mode="max", patience=3),
+            RMQMCallback(probe=512),
+        ])
+
+    """
+
+    def __init__(
+        self,
+        probe: Any,
+        alterations: Alteration | list[Alteration] | Mapping[str, Alteration] | None = None,
+        *,
+        every_n_epochs: int = 1,
+        embed: EmbedRule = None,
+        preprocess: Callable[[Tensor], Tensor] | None = None,
+        batch_size: int = 256,
+        convention: str = "paper",
+        normalize: bool = True,
+        prefix: str = "rmqm",
+        log_curves: bool = True,
+        progress: bool | None = None,
+    ) -> None:
+        if isinstance(probe, int) and not isinstance(probe, bool):
+            self.probe_size: int | None = check_int("probe", probe, minimum=1)
+            self._probe: Probe | None = None
+        else:
+            self.probe_size = None
+            self._probe = as_probe(probe)
+        self.alterations = _named_alterations(alterations)
+        self.every_n_epochs = check_int("every_n_epochs", every_n_epochs, minimum=1)
+        if embed is not None and not isinstance(embed, str) and not callable(embed):
+            raise TypeError(f"`embed` must be None, a submodule name or a callable, got {embed!r}.")
+        if preprocess is not None and not callable(preprocess):
+            raise TypeError(f"`preprocess` must be None or a callable, got {preprocess!r}.")
+        self.embed = embed
+        self.preprocess = preprocess
+        self.batch_size = check_int("batch_size", batch_size, minimum=1)
+        self.convention = check_convention(convention)
+        self.normalize = check_bool("normalize", normalize)
+        if not isinstance(prefix, str) or not prefix:
+            raise ValueError(f"`prefix` must be a non-empty string, got {prefix!r}.")
+        self.prefix = prefix
+        self.log_curves = check_bool("log_curves", log_curves)
+        if progress is not None:
+            check_bool("progress", progress)
+        self.progress = progress
+        self.last_results: dict[str, dict[str, float]] = {}
+        self._metrics = {name: RMQM(convention=convention, normalize=normalize) for name in self.alterations}
+
+    @property
+    @override
+    def state_key(self) -> str:
+        return self._generate_state_key(
+            prefix=self.prefix, alterations={name: repr(alt) for name, alt in self.alterations.items()}
+        )
+
+    def _settings(self) -> dict[str, Any]:
+        return {
+            "alterations": {name: repr(alt) for name, alt in self.alterations.items()},
+            "every_n_epochs": self.every_n_epochs,
+            "batch_size": self.batch_size,
+            "convention": self.convention,
+            "normalize": self.normalize,
+            "prefix": self.prefix,
+        }
+
+    @override
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._due(trainer):
+            self._evaluate(trainer, pl_module)
+
+    @override
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.enable_validation and self._due(trainer):
+            self._evaluate(trainer, pl_module)
+
+    def _due(self, trainer: pl.Trainer) -> bool:
+        return (
+            trainer.state.fn == "fit"
+            and not trainer.sanity_checking
+            and (trainer.current_epoch + 1) % self.every_n_epochs == 0
+        )
+
+    def _probe_for(self, trainer: pl.Trainer) -> Probe:
+        if self._probe is None:
+            self._probe = probe_from_trainer(trainer, self.probe_size)  # type: ignore[arg-type]
+        elif type(self._probe) is not Probe:
+            self._probe = materialize(self._probe)
+        if trainer.fast_dev_run:
+            labels = None if self._probe.labels is None else self._probe.labels[: self.batch_size]
+            return Probe(self._probe.inputs[: self.batch_size], labels)
+        return self._probe
+
+    def _show_progress(self, trainer: pl.Trainer) -> bool:
+        wanted = trainer.progress_bar_callback is not None if self.progress is None else self.progress
+        return wanted and trainer.is_global_zero
+
+    def _evaluate(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        probe = self._probe_for(trainer)
+        probe = Probe(trainer.precision_plugin.convert_input(probe.inputs), probe.labels)
+        encoder = Encoder(pl_module, embed=self.embed, preprocess=self.preprocess)
+        tensorboards = [lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
+        draw = self.log_curves and bool(tensorboards) and matplotlib_available()
+        for name, alteration in self.alterations.items():
+            metric = self._metrics[name].to(pl_module.device)
+            metric.reset()
+            start = time.perf_counter()
+            # autocast for input alterations; PGD's input gradients stay in full precision
+            autocast = isinstance(alteration, InputAlteration)
+            precision = trainer.precision_plugin.val_step_context() if autocast else nullcontext()
+            with guest_of(pl_module, pl_module.device), precision:
+                accumulate(
+                    metric,
+                    encoder,
+                    probe,
+                    alteration,
+                    batch_size=self.batch_size,
+                    device=pl_module.device,
+                    rank=trainer.global_rank,
+                    world_size=trainer.world_size,
+                    progress=self._progress_bar(trainer, name, alteration),
+                )
+            results = metric.compute()
+            curves = metric.curves() if draw else None
+            results["seconds"] = results["RMQM"].new_tensor(time.perf_counter() - start)
+            metric.reset()
+            self._log(pl_module, name, results)
+            if curves is not None and trainer.is_global_zero:
+                figure, _ = plot_curves(curves, strengths=alteration.strengths(), label=f"epoch {trainer.current_epoch}")
+                for logger in tensorboards:
+                    logger.experiment.add_figure(
+                        metric_key(self.prefix, name, CURVES_KEY), figure, global_step=trainer.global_step
+                    )
+
+    def _log(self, pl_module: pl.LightningModule, name: str, results: dict[str, Tensor]) -> None:
+        quantities = LOGGED_QUANTITIES + (REFERENCE_QUANTITIES if self.convention == "reference" else ())
+        for quantity in (*quantities, SECONDS_KEY):
+            # every process holds the same synced value: "max" syncs it exactly and without a warning
+            pl_module.log(
+                metric_key(self.prefix, name, quantity),
+                results[quantity],
+                on_step=False,
+                on_epoch=True,
+                sync_dist=True,
+                reduce_fx="max",
+            )
+        self.last_results[name] = {key: float(value) for key, value in results.items()}
+        left_out = max(int(results["D_RC_left_out"]), int(results["P_RC_left_out"]))
+        if left_out:
+            rank_zero_warn(
+                f"RMQMCallback[{name}]: {left_out} of {int(results['num_probes'])} probes were left out of a spike"
+                " component (zero distances between levels): part of the representation has collapsed."
+            )
+
+    def _progress_bar(self, trainer: pl.Trainer, name: str, alteration: Alteration) -> Callable | None:
+        if not self._show_progress(trainer):
+            return None
+        from tqdm.auto import tqdm
+
+        bar = tqdm(desc=f"RMQM {name}", total=None, leave=False, file=sys.stderr, dynamic_ncols=True)
+
+        def update(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+            if done == total:
+                bar.close()
+
+        return update
+
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        probe = self._probe if type(self._probe) is Probe else None
+        return {
+            "probe_inputs": None if probe is None else probe.inputs.cpu(),
+            "probe_labels": None if probe is None or probe.labels is None else probe.labels.cpu(),
+            "settings": self._settings(),
+            "last_results": dict(self.last_results),
+        }
+
+    @override
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        inputs = state_dict.get("probe_inputs")
+        if inputs is not None:
+            self._probe = Probe(inputs, state_dict.get("probe_labels"))
+        self.last_results = dict(state_dict.get("last_results", {}))
+        saved = state_dict.get("settings")
+        if saved is not None and saved != self._settings():
+            rank_zero_warn(
+                f"RMQMCallback: the checkpoint was saved with settings {saved}, this callback has"
+                f" {self._settings()}; the values logged after resuming are not comparable with the earlier ones."
+            )

@@ -14,10 +14,10 @@ from rmqm_callback.scoring import score
 __all__ = [
     "PGD",
     "RMQM",
-    "RMQMCallback",
     "Alteration",
     "GaussianNoise",
     "InputAlteration",
+    "RMQMCallback",
     "RMQMCollapseWarning",
     "score",
 ]

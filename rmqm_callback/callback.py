@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 import time
-from contextlib import nullcontext
 from collections.abc import Callable, Mapping
+from contextlib import nullcontext
 from typing import Any
 
 import pytorch_lightning as pl
@@ -197,38 +197,51 @@ class RMQMCallback(Callback):
         probe = self._probe_for(trainer)
         probe = Probe(trainer.precision_plugin.convert_input(probe.inputs), probe.labels)
         encoder = Encoder(pl_module, embed=self.embed, preprocess=self.preprocess)
-        tensorboards = [lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
+        tensorboards = [logger for logger in trainer.loggers if isinstance(logger, TensorBoardLogger)]
         draw = self.log_curves and bool(tensorboards) and matplotlib_available()
         for name, alteration in self.alterations.items():
-            metric = self._metrics[name].to(pl_module.device)
-            metric.reset()
-            start = time.perf_counter()
-            # autocast for input alterations; PGD's input gradients stay in full precision
-            autocast = isinstance(alteration, InputAlteration)
-            precision = trainer.precision_plugin.val_step_context() if autocast else nullcontext()
-            with guest_of(pl_module, pl_module.device), precision:
-                accumulate(
-                    metric,
-                    encoder,
-                    probe,
-                    alteration,
-                    batch_size=self.batch_size,
-                    device=pl_module.device,
-                    rank=trainer.global_rank,
-                    world_size=trainer.world_size,
-                    progress=self._progress_bar(trainer, name, alteration),
-                )
-            results = metric.compute()
-            curves = metric.curves() if draw else None
-            results["seconds"] = results["RMQM"].new_tensor(time.perf_counter() - start)
-            metric.reset()
+            results, curves = self._measure(trainer, pl_module, probe, encoder, name, alteration, draw)
             self._log(pl_module, name, results)
             if curves is not None and trainer.is_global_zero:
                 figure, _ = plot_curves(curves, strengths=alteration.strengths(), label=f"epoch {trainer.current_epoch}")
+                tag = metric_key(self.prefix, name, CURVES_KEY)
                 for logger in tensorboards:
-                    logger.experiment.add_figure(
-                        metric_key(self.prefix, name, CURVES_KEY), figure, global_step=trainer.global_step
-                    )
+                    logger.experiment.add_figure(tag, figure, global_step=trainer.global_step)
+
+    def _measure(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        probe: Probe,
+        encoder: Encoder,
+        name: str,
+        alteration: Alteration,
+        with_curves: bool,
+    ) -> tuple[dict[str, Tensor], dict[str, Tensor] | None]:
+        """Score this process's shard, sync, and return the results (and curves) of every process."""
+        metric = self._metrics[name].to(pl_module.device)
+        metric.reset()
+        start = time.perf_counter()
+        # autocast for input alterations; PGD's input gradients stay in full precision
+        autocast = isinstance(alteration, InputAlteration)
+        precision = trainer.precision_plugin.val_step_context() if autocast else nullcontext()
+        with guest_of(pl_module, pl_module.device), precision:
+            accumulate(
+                metric,
+                encoder,
+                probe,
+                alteration,
+                batch_size=self.batch_size,
+                device=pl_module.device,
+                rank=trainer.global_rank,
+                world_size=trainer.world_size,
+                progress=self._progress_bar(trainer, name),
+            )
+        results = metric.compute()  # collective under DDP: every process calls it
+        curves = metric.curves() if with_curves else None
+        results[SECONDS_KEY] = results["RMQM"].new_tensor(time.perf_counter() - start)
+        metric.reset()
+        return results, curves
 
     def _log(self, pl_module: pl.LightningModule, name: str, results: dict[str, Tensor]) -> None:
         quantities = LOGGED_QUANTITIES + (REFERENCE_QUANTITIES if self.convention == "reference" else ())
@@ -250,7 +263,7 @@ class RMQMCallback(Callback):
                 " component (zero distances between levels): part of the representation has collapsed."
             )
 
-    def _progress_bar(self, trainer: pl.Trainer, name: str, alteration: Alteration) -> Callable | None:
+    def _progress_bar(self, trainer: pl.Trainer, name: str) -> Callable | None:
         if not self._show_progress(trainer):
             return None
         from tqdm.auto import tqdm

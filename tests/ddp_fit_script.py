@@ -1,0 +1,157 @@
+"""Standalone DDP fit with an ``RMQMCallback``, run by ``tests/test_callback_ddp.py`` in a subprocess.
+
+Usage::
+
+    python tests/ddp_fit_script.py OUT_DIR CASE [DEVICES]
+
+``CASE`` is ``odd`` (an explicit tensor probe of 37 inputs), ``one`` (a tensor probe of 1 input)
+or ``int`` (``probe=20``: the first 20 validation samples). ``DEVICES`` defaults to 2.
+
+Lightning's subprocess launcher re-runs this very command line for rank 1 (with ``LOCAL_RANK``
+set), so the script must do the same on every rank. After the fit, every rank writes
+``metrics_rank{r}.json`` (the ``rmqm/*`` entries of ``trainer.callback_metrics`` as floats, with
+their dtypes) and ``model_rank{r}.pt`` (the final ``state_dict``), then all ranks meet at a
+barrier so that rank 0, the process the test waits for, exits only once every rank has written.
+
+The model, data, probes and alterations are built by the functions below, which the test imports
+to compute the single-process reference with ``rmqm_callback.score``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from rmqm_callback import PGD, GaussianNoise, RMQMCallback
+
+#: probes per block (``batch_size`` of the callback and of ``score``)
+BATCH_SIZE = 8
+#: the int probe: the first ``INT_PROBE`` validation samples
+INT_PROBE = 20
+#: tensor probe sizes per case: 37 = 5 blocks of 8 (3 on rank 0, 2 on rank 1, the last one short)
+TENSOR_PROBES = {"odd": 37, "one": 1}
+CASES = ("odd", "one", "int")
+MAX_EPOCHS = 2
+FEATURES = 16
+CLASSES = 4
+
+
+def alterations() -> list:
+    """The alterations the callback evaluates (logged as ``noise`` and ``pgd``)."""
+    return [GaussianNoise(levels=8), PGD(levels=4)]
+
+
+def make_data(count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``count`` inputs ``(count, 1, 4, 4)`` in ``[0, 1]`` and labels from a fixed linear rule."""
+    generator = torch.Generator().manual_seed(seed)
+    inputs = torch.rand(count, 1, 4, 4, generator=generator)
+    weights = torch.randn(FEATURES, CLASSES, generator=torch.Generator().manual_seed(1234))
+    labels = (inputs.flatten(1) @ weights).argmax(dim=1)
+    return inputs, labels
+
+
+def train_data() -> tuple[torch.Tensor, torch.Tensor]:
+    return make_data(64, seed=1)
+
+
+def val_data() -> tuple[torch.Tensor, torch.Tensor]:
+    return make_data(48, seed=2)
+
+
+def tensor_probe(count: int) -> torch.Tensor:
+    """An explicit probe of ``count`` inputs, distinct from the training and validation data."""
+    return make_data(count, seed=3)[0]
+
+
+def probe_for(case: str) -> int | torch.Tensor:
+    """The ``probe`` argument given to the callback in ``case``."""
+    if case == "int":
+        return INT_PROBE
+    return tensor_probe(TENSOR_PROBES[case])
+
+
+def reference_probe(case: str) -> torch.Tensor:
+    """The probe inputs the callback evaluates in ``case``, in probe order."""
+    if case == "int":
+        return val_data()[0][:INT_PROBE]
+    return tensor_probe(TENSOR_PROBES[case])
+
+
+class TinyClassifier(pl.LightningModule):
+    """A small MLP classifier; RMQM measures its output (the logits)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(FEATURES, 12), nn.Tanh(), nn.Linear(12, CLASSES))
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.net(inputs)
+
+    def training_step(self, batch, batch_idx):
+        inputs, labels = batch
+        return F.cross_entropy(self(inputs), labels)
+
+    def validation_step(self, batch, batch_idx):
+        inputs, labels = batch
+        return F.cross_entropy(self(inputs), labels)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.5)
+
+
+def main(out_dir: str, case: str, devices: int = 2) -> None:
+    if case not in CASES:
+        raise SystemExit(f"unknown case {case!r}; expected one of {CASES}")
+    torch.set_num_threads(1)
+    pl.seed_everything(0, verbose=False)
+    model = TinyClassifier()
+    callback = RMQMCallback(probe_for(case), alterations(), batch_size=BATCH_SIZE)
+    trainer = pl.Trainer(
+        strategy="ddp" if devices > 1 else "auto",
+        accelerator="cpu",
+        devices=devices,
+        max_epochs=MAX_EPOCHS,
+        callbacks=[callback],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        logger=False,
+        enable_checkpointing=False,
+        num_sanity_val_steps=0,
+    )
+    train, val = TensorDataset(*train_data()), TensorDataset(*val_data())
+    trainer.fit(
+        model,
+        train_dataloaders=DataLoader(train, batch_size=8, shuffle=True),
+        val_dataloaders=DataLoader(val, batch_size=8),
+    )
+
+    rank = trainer.global_rank
+    out = Path(out_dir)
+    metrics = {key: float(value) for key, value in trainer.callback_metrics.items() if key.startswith("rmqm/")}
+    dtypes = {key: str(value.dtype) for key, value in trainer.callback_metrics.items() if key.startswith("rmqm/")}
+    record = {
+        "rank": rank,
+        "world_size": trainer.world_size,
+        "backend": dist.get_backend() if dist.is_available() and dist.is_initialized() else None,
+        "pid": os.getpid(),
+        "metrics": metrics,
+        "dtypes": dtypes,
+        "last_results": callback.last_results,
+    }
+    torch.save(model.state_dict(), out / f"model_rank{rank}.pt")
+    (out / f"metrics_rank{rank}.json").write_text(json.dumps(record, indent=1))
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()  # rank 0 leaves only after every rank has written its files
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else 2)

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Union
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-EmbedRule = Union[None, str, Callable[[nn.Module, Tensor], Any]]
+EmbedRule = None | str | Callable[[nn.Module, Tensor], Any]
 
 
 def _first_tensor(value: Any) -> Any:

@@ -262,7 +262,10 @@ class Snapshot(Callback):
                 assert torch.equal(values, after[key])
                 continue
             for old, new in zip(values, after[key]):
-                assert (old is None and new is None) or old == new if not torch.is_tensor(old) else torch.equal(old, new)
+                if torch.is_tensor(old):
+                    assert torch.equal(old, new), key
+                else:
+                    assert old == new, key  # a mode flag, or a .grad that stayed None
         self.checked += 1
 
     def on_validation_epoch_end(self, trainer, pl_module):

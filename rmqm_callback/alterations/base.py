@@ -88,7 +88,7 @@ class InputAlteration(Alteration):
 
         """
 
-    def check_inputs(self, inputs: Tensor) -> None:  # noqa: B027 - optional hook, empty by default
+    def check_inputs(self, inputs: Tensor) -> None:
         """Raise if ``inputs`` are outside this alteration's contract (called once per batch)."""
 
     def trajectory(self, batch: ProbeBatch, encoder: Encoder, max_batch_size: int) -> Iterator[Tensor]:

@@ -18,7 +18,7 @@ import math
 import warnings
 
 import torch
-import torch.nn.functional as F  # noqa: N812
+import torch.nn.functional as F
 from torch import Tensor
 
 from rmqm_callback._checks import check_bool, check_convention
@@ -117,7 +117,7 @@ def _spike_terms(series: Tensor, convention: str, *, from_zero: bool) -> tuple[T
         ``terms`` (0 where a term does not exist), ``exists`` (bool mask) and ``drop_probe``:
         whether a probe missing any term is left out entirely (the reference convention).
     """
-    n, num_steps = series.shape
+    n = series.shape[0]
     if convention == "paper":
         previous = torch.cat([series.new_zeros(n, 1), series[:, :-1]], dim=1)
         denominator = series

@@ -9,7 +9,7 @@ from contextlib import nullcontext
 from typing import Any
 
 import pytorch_lightning as pl
-from pytorch_lightning.callbacks import Callback
+from pytorch_lightning.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities.rank_zero import rank_zero_warn
 from torch import Tensor
@@ -163,6 +163,32 @@ class RMQMCallback(Callback):
         }
 
     @override
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage == "fit":
+            self._check_monitors(trainer)
+
+    def _check_monitors(self, trainer: pl.Trainer) -> None:
+        """Fail early where a monitoring callback would look for our key on an epoch we skip."""
+        if self.every_n_epochs == 1:
+            return
+        for other in trainer.callbacks:  # type: ignore[attr-defined]
+            monitor = getattr(other, "monitor", None)
+            if not isinstance(monitor, str) or not monitor.startswith(f"{self.prefix}/"):
+                continue
+            if isinstance(other, EarlyStopping) and other.strict:
+                hint = "EarlyStopping(strict=False), which skips epochs without the key"
+            elif isinstance(other, ModelCheckpoint) and other._every_n_epochs % self.every_n_epochs:
+                hint = f"ModelCheckpoint(every_n_epochs={self.every_n_epochs})"
+            else:
+                continue
+            raise ValueError(
+                f"RMQMCallback(every_n_epochs={self.every_n_epochs}) logs {monitor!r} only every"
+                f" {self.every_n_epochs} epochs, but {type(other).__name__} looks for it every epoch and would"
+                f" fail. Use Trainer(check_val_every_n_epoch={self.every_n_epochs}) with every_n_epochs=1, or"
+                f" {hint}."
+            )
+
+    @override
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._due(trainer):
             self._evaluate(trainer, pl_module)
@@ -203,7 +229,8 @@ class RMQMCallback(Callback):
             results, curves = self._measure(trainer, pl_module, probe, encoder, name, alteration, draw)
             self._log(pl_module, name, results)
             if curves is not None and trainer.is_global_zero:
-                figure, _ = plot_curves(curves, strengths=alteration.strengths(), label=f"epoch {trainer.current_epoch}")
+                label = f"epoch {trainer.current_epoch}"
+                figure, _ = plot_curves(curves, strengths=alteration.strengths(), label=label)
                 tag = metric_key(self.prefix, name, CURVES_KEY)
                 for logger in tensorboards:
                     logger.experiment.add_figure(tag, figure, global_step=trainer.global_step)

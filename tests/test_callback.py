@@ -156,6 +156,56 @@ def test_early_stopping_follows_the_logged_history(tmp_path):
     assert len(history.values) == (expected_stop + 1 if expected_stop is not None else 12)
 
 
+@pytest.mark.parametrize(
+    ("monitor_callback", "match"),
+    [
+        (lambda: EarlyStopping(monitor=KEY, mode="max"), r"EarlyStopping\(strict=False\)"),
+        (lambda: ModelCheckpoint(monitor=KEY, mode="max"), r"ModelCheckpoint\(every_n_epochs=2\)"),
+    ],
+)
+def test_every_n_epochs_with_an_every_epoch_monitor_fails_early_with_a_fix(tmp_path, monitor_callback, match):
+    rmqm = RMQMCallback(probe_tensor(), GaussianNoise(levels=6), every_n_epochs=2, batch_size=16)
+    fit = trainer(tmp_path, max_epochs=2, enable_checkpointing=True, callbacks=[monitor_callback(), rmqm])
+    with pytest.raises(ValueError, match=match):
+        fit.fit(TinyEncoder(), *loaders())
+
+
+class EvaluatedEpochs(Callback):
+    """Records (epoch, RMQM) for each epoch at whose validation end RMQM was freshly logged."""
+
+    def __init__(self) -> None:
+        self.records: list[tuple[int, float]] = []
+
+    def on_validation_end(self, trainer, pl_module):
+        rmqm = next(cb for cb in trainer.callbacks if isinstance(cb, RMQMCallback))
+        if rmqm._due(trainer) and not trainer.sanity_checking:
+            self.records.append((trainer.current_epoch, float(trainer.callback_metrics[KEY])))
+
+
+@pytest.mark.parametrize("setting", ["check_val_every_n_epoch", "matching_monitors"])
+def test_every_n_epochs_works_with_matching_monitors(tmp_path, setting):
+    if setting == "check_val_every_n_epoch":
+        rmqm = RMQMCallback(probe_tensor(), GaussianNoise(levels=6), batch_size=16)
+        stopper = EarlyStopping(monitor=KEY, mode="max", patience=10)
+        checkpoint = ModelCheckpoint(dirpath=tmp_path / "ckpt", monitor=KEY, mode="max", filename="{epoch}")
+        extra = {"check_val_every_n_epoch": 2}
+    else:
+        rmqm = RMQMCallback(probe_tensor(), GaussianNoise(levels=6), every_n_epochs=2, batch_size=16)
+        stopper = EarlyStopping(monitor=KEY, mode="max", patience=10, strict=False)
+        checkpoint = ModelCheckpoint(
+            dirpath=tmp_path / "ckpt", monitor=KEY, mode="max", filename="{epoch}", every_n_epochs=2
+        )
+        extra = {}
+    evaluated = EvaluatedEpochs()
+    callbacks = [checkpoint, stopper, rmqm, evaluated]
+    fit = trainer(tmp_path, max_epochs=4, enable_checkpointing=True, callbacks=callbacks, **extra)
+    fit.fit(TinyEncoder(lr=0.2), *loaders())
+    assert [epoch for epoch, _ in evaluated.records] == [1, 3]
+    best_epoch, best_value = max(evaluated.records, key=lambda record: record[1])
+    assert checkpoint.best_model_path.endswith(f"epoch={best_epoch}.ckpt")
+    assert float(checkpoint.best_model_score) == pytest.approx(best_value, rel=1e-6)
+
+
 def test_resume_restores_probe_settings_and_value(tmp_path):
     checkpoint = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)
     first = RMQMCallback(20, GaussianNoise(levels=8), batch_size=8)

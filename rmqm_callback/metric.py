@@ -111,19 +111,50 @@ class RMQM(Metric):
             stats = _distance_statistics(*_check_distances(distances), self.convention, dtype=dtype)
         self._add_statistics(stats)
 
-    def _add_statistics(self, stats: dict[str, Tensor]) -> None:
-        num_steps = stats["do_level_sum"].shape[0]
+    def forward(self, embeddings: Tensor | None = None, *, distances: tuple[Tensor, Tensor] | None = None) -> Any:
+        """Add a chunk like :meth:`update` and return the result of that chunk alone."""
+        # torchmetrics' forward resets the state before its update: check L while the state is known
+        series = distances[0] if isinstance(distances, (tuple, list)) and len(distances) > 0 else None
+        if isinstance(embeddings, Tensor) and embeddings.ndim == 3:
+            self._check_num_steps(embeddings.shape[1] - 1)
+        elif isinstance(series, Tensor) and series.ndim == 2:
+            self._check_num_steps(series.shape[1])
+        return super().forward(embeddings, distances=distances)
+
+    def _check_num_steps(self, num_steps: int) -> None:
         current = self.do_level_sum.shape[0]
         if current not in (0, num_steps):
             raise ValueError(
-                f"RMQM.update got trajectories of L={num_steps + 1} levels, but earlier updates had"
+                f"RMQM got trajectories of L={num_steps + 1} levels, but earlier updates had"
                 f" L={current + 1}; call reset() between evaluations with different alterations."
             )
+
+    def _add_statistics(self, stats: dict[str, Tensor]) -> None:
+        current = self.do_level_sum.shape[0]
+        self._check_num_steps(stats["do_level_sum"].shape[0])
         for name in SCALAR_STATES:
             setattr(self, name, getattr(self, name) + stats[name].to(self.num_probes.device))
         for name in LEVEL_STATES:
             value = stats[name].to(self.num_probes.device)
             setattr(self, name, value if current == 0 else getattr(self, name) + value)
+
+    def _reduce_states(self, incoming_state: dict[str, Any]) -> None:
+        """Add ``incoming_state`` (in ``forward`` and ``merge_state``) to this metric's state.
+
+        Per-level states start empty (``J`` is known at the first update), so an empty side takes
+        the other side's shape instead of failing to broadcast.
+        """
+        incoming_steps = incoming_state["do_level_sum"].shape[0]
+        if incoming_steps > 0:
+            self._check_num_steps(incoming_steps)
+        num_steps = self.do_level_sum.shape[0]
+        incoming_state = dict(incoming_state)
+        for name in LEVEL_STATES:
+            if incoming_steps == 0:
+                incoming_state[name] = torch.zeros_like(getattr(self, name))
+            elif num_steps == 0:
+                setattr(self, name, torch.zeros_like(incoming_state[name]))
+        super()._reduce_states(incoming_state)
 
     def _statistics(self) -> dict[str, Tensor]:
         return {name: getattr(self, name) for name in SCALAR_STATES + LEVEL_STATES}

@@ -13,7 +13,7 @@ processes.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +38,11 @@ class ProbeBatch:
 
 def _split_item(item: Any, what: str) -> tuple[Tensor, Tensor | None]:
     """Split a sample or batch into ``(inputs, labels-or-None)``."""
+    if isinstance(item, Mapping):
+        raise TypeError(
+            f"The probe's {what} is a dict (keys {sorted(item)[:5]}); RMQM reads a tensor or an"
+            " (inputs, labels, ...) tuple. Wrap the data, e.g. TensorDataset(inputs, labels)."
+        )
     if isinstance(item, (tuple, list)):
         if len(item) == 0:
             raise ValueError(f"The probe's {what} is an empty {type(item).__name__}.")

@@ -99,6 +99,8 @@ class GaussianNoise(InputAlteration):
         by ``(seed, block, level)``, so each probe's noise is independent of how probes are batched.
         """
         indices = indices.to("cpu", torch.int64)
+        if indices.numel() == 0:
+            return torch.empty((0, *shape), device=device)
         blocks, position = torch.unique(indices // NOISE_BLOCK, return_inverse=True)
         generator = torch.Generator(device=device)
         drawn = []

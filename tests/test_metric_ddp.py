@@ -1,0 +1,184 @@
+"""A real 2-process torch.distributed (gloo, CPU) run of the RMQM metric equals one process."""
+
+import datetime
+import math
+import os
+import socket
+import time
+import traceback
+import warnings
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+WORLD_SIZE = 2
+TIMEOUT_S = 120
+
+#: name -> (convention, number of probes, L, d, shard sizes of rank 0 and rank 1)
+SCENARIOS = {
+    "uneven-paper": ("paper", 11, 6, 4, (8, 3)),
+    "uneven-reference": ("reference", 11, 6, 4, (3, 8)),
+    "rank1-empty": ("paper", 7, 5, 3, (7, 0)),
+    "rank0-empty-reference": ("reference", 7, 5, 3, (0, 7)),
+}
+
+
+def _trajectories(n: int, levels: int, d: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 1, d, generator=g, dtype=torch.float64)
+    steps = 0.3 * torch.randn(n, levels - 1, d, generator=g, dtype=torch.float64)
+    steps[:, 1] = 0  # a repeated level: zero distances, left-out terms
+    x = torch.cat([x, x + steps.cumsum(dim=1)], dim=1)
+    x[0] = x[0, :1]  # a collapsed probe, left out of both spike components
+    return x
+
+
+def _shard(name: str, rank: int) -> tuple[torch.Tensor, list[tuple[int, int]]]:
+    """This rank's disjoint shard, updated in chunks of at most 3 (an empty (0, L, d) chunk when it has none)."""
+    _convention, n, levels, d, sizes = SCENARIOS[name]
+    x = _trajectories(n, levels, d, seed=sum(map(ord, name)))
+    start = sum(sizes[:rank])
+    shard = x[start : start + sizes[rank]]
+    chunks = [(k, min(k + 3, len(shard))) for k in range(0, len(shard), 3)] or [(0, 0)]
+    return shard, chunks
+
+
+def _run_scenarios(rank: int) -> dict:
+    from rmqm_callback import RMQM, RMQMCollapseWarning
+
+    results = {}
+    for name, (convention, *_rest) in SCENARIOS.items():
+        metric = RMQM(convention=convention)
+        shard, chunks = _shard(name, rank)
+        for start, stop in chunks:
+            metric.update(shard[start:stop])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RMQMCollapseWarning)
+            computed = metric.compute()
+        curves = metric.curves()
+        # compute and curves sync and then unsync: local states are the shard's own again
+        local = float(metric.num_probes)
+        results[name] = {
+            "compute": {key: value.clone() for key, value in computed.items()},
+            "curves": {key: value.clone() for key, value in curves.items()},
+            "local_probes": local,
+        }
+    return results
+
+
+def _worker(rank: int, port: int, out_dir: str) -> None:
+    os.environ["MASTER_ADDR"] = "127.0.0.1"
+    os.environ["MASTER_PORT"] = str(port)
+    torch.set_num_threads(1)
+    try:
+        dist.init_process_group(
+            "gloo", rank=rank, world_size=WORLD_SIZE, timeout=datetime.timedelta(seconds=TIMEOUT_S / 2)
+        )
+        results = _run_scenarios(rank)
+        # results first, then tear down together: a rank that leaves early can abort the other's gloo threads
+        path = os.path.join(out_dir, f"rank{rank}.pt")
+        torch.save(results, path + ".tmp")
+        os.replace(path + ".tmp", path)
+        dist.barrier()
+        dist.destroy_process_group()
+    except BaseException:
+        with open(os.path.join(out_dir, f"rank{rank}.error"), "w") as handle:
+            handle.write(traceback.format_exc())
+        raise
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _launch(out_dir) -> str | None:
+    """Run the ranks once; ``None`` when every rank wrote its results, else what went wrong."""
+    context = mp.start_processes(
+        _worker, args=(_free_port(), str(out_dir)), nprocs=WORLD_SIZE, join=False, start_method="spawn"
+    )
+    deadline = time.monotonic() + TIMEOUT_S
+    problem = None
+    try:
+        while not context.join(timeout=1):
+            if time.monotonic() > deadline:
+                problem = f"the {WORLD_SIZE}-process run did not finish within {TIMEOUT_S} s"
+                break
+    except mp.ProcessRaisedException as error:
+        problem = f"a rank raised:\n{error}"
+    except mp.ProcessExitedException as error:
+        errors = "".join(path.read_text() for path in out_dir.glob("*.error"))
+        problem = f"a rank exited: {error}\n{errors}"
+    finally:
+        for process in context.processes:
+            if process.is_alive():
+                process.kill()
+                process.join(5)
+    if problem is not None and list(out_dir.glob("*.error")):
+        pytest.fail(problem)  # a Python error in a rank is a real failure: no retry
+    written = all((out_dir / f"rank{rank}.pt").exists() for rank in range(WORLD_SIZE))
+    if problem is not None and not written:
+        return problem
+    return None  # all results written (a crash inside gloo's teardown after that does not matter here)
+
+
+@pytest.fixture(scope="module")
+def ddp_results(tmp_path_factory):
+    if not dist.is_available() or not dist.is_gloo_available():
+        pytest.skip("torch.distributed with gloo is not available")
+    problems = []
+    for attempt in range(2):  # one retry, for a lost port race or a transport failure of the machine
+        out_dir = tmp_path_factory.mktemp(f"ddp{attempt}")
+        problem = _launch(out_dir)
+        if problem is None:
+            return [torch.load(out_dir / f"rank{rank}.pt") for rank in range(WORLD_SIZE)]
+        problems.append(problem)
+    pytest.fail("\n".join(problems))
+
+
+def _single_process(name: str) -> tuple[dict, dict]:
+    from rmqm_callback import RMQM, RMQMCollapseWarning
+
+    convention = SCENARIOS[name][0]
+    metric = RMQM(convention=convention)
+    for rank in range(WORLD_SIZE):
+        shard, chunks = _shard(name, rank)
+        for start, stop in chunks:
+            metric.update(shard[start:stop])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RMQMCollapseWarning)
+        return metric.compute(), metric.curves()
+
+
+def _assert_same(got: torch.Tensor, want: torch.Tensor, what: str) -> None:
+    assert got.shape == want.shape, what
+    for a, b in zip(got.reshape(-1).tolist(), want.reshape(-1).tolist()):
+        if math.isnan(b):
+            assert math.isnan(a), what
+        elif math.isinf(b):
+            assert a == b, what
+        else:
+            assert math.isclose(a, b, rel_tol=1e-12, abs_tol=1e-15), f"{what}: {a} != {b}"
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+@pytest.mark.parametrize("rank", range(WORLD_SIZE))
+def test_two_processes_equal_one_process(ddp_results, name, rank):
+    computed, curves = _single_process(name)
+    result = ddp_results[rank][name]
+    assert set(result["compute"]) == set(computed)
+    for key, value in computed.items():
+        _assert_same(result["compute"][key], value, f"compute()[{key!r}]")
+    assert set(result["curves"]) == set(curves)
+    for key, value in curves.items():
+        _assert_same(result["curves"][key].to(value.dtype), value, f"curves()[{key!r}]")
+    assert float(result["compute"]["num_probes"]) == SCENARIOS[name][1]
+    assert result["local_probes"] == SCENARIOS[name][4][rank]
+
+
+def test_scenarios_exercise_left_out_probes():
+    computed, _ = _single_process("uneven-paper")
+    assert float(computed["D_RC_left_out"]) >= 1 and float(computed["P_RC_left_out"]) >= 1

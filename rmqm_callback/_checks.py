@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from torch import Tensor
+
 CONVENTIONS = ("paper", "reference")
 
 
@@ -62,3 +64,20 @@ def check_clip(value: Any) -> tuple[float, float] | None:
     if lo >= hi:
         raise ValueError(f"`clip` must have lo < hi, got lo={lo}, hi={hi}.")
     return float(lo), float(hi)
+
+
+def check_alteration_inputs(inputs: Tensor, clip: tuple[float, float] | None, alteration: str) -> None:
+    """Raise unless ``inputs`` are floating and, when ``clip`` is set, inside the ``clip`` range."""
+    if not inputs.is_floating_point():
+        raise TypeError(
+            f"{alteration} needs floating-point inputs in the range {clip}, got dtype {inputs.dtype};"
+            " convert (e.g. uint8 pixels / 255) before scoring."
+        )
+    if clip is not None and inputs.numel() > 0:
+        low, high = float(inputs.min()), float(inputs.max())
+        if low < clip[0] or high > clip[1]:
+            raise ValueError(
+                f"{alteration} alters inputs in the raw input range clip={clip}, but the inputs span"
+                f" [{low:.4g}, {high:.4g}]. Pass un-normalised inputs and the model's normalisation as"
+                " `preprocess`, or set `clip` to the inputs' range (None to disable)."
+            )

@@ -19,7 +19,7 @@ from rmqm_callback._checks import check_bool, check_convention, check_int
 from rmqm_callback._plotting import matplotlib_available, plot_curves
 from rmqm_callback._trainer_probe import probe_from_trainer
 from rmqm_callback.alterations import Alteration, GaussianNoise, InputAlteration
-from rmqm_callback.encoder import EmbedRule, Encoder
+from rmqm_callback.encoder import EmbedRule, Encoder, check_embed_and_preprocess
 from rmqm_callback.keys import CURVES_KEY, LOGGED_QUANTITIES, REFERENCE_QUANTITIES, SECONDS_KEY, metric_key
 from rmqm_callback.metric import RMQM
 from rmqm_callback.probe import Probe, as_probe, materialize
@@ -126,10 +126,7 @@ class RMQMCallback(Callback):
             self._probe = as_probe(probe)
         self.alterations = _named_alterations(alterations)
         self.every_n_epochs = check_int("every_n_epochs", every_n_epochs, minimum=1)
-        if embed is not None and not isinstance(embed, str) and not callable(embed):
-            raise TypeError(f"`embed` must be None, a submodule name or a callable, got {embed!r}.")
-        if preprocess is not None and not callable(preprocess):
-            raise TypeError(f"`preprocess` must be None or a callable, got {preprocess!r}.")
+        check_embed_and_preprocess(embed, preprocess)
         self.embed = embed
         self.preprocess = preprocess
         self.batch_size = check_int("batch_size", batch_size, minimum=1)

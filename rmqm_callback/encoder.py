@@ -44,6 +44,14 @@ def as_representation(value: Any, batch_size: int, source: str) -> Tensor:
     return value.flatten(1)
 
 
+def check_embed_and_preprocess(embed: Any, preprocess: Any) -> None:
+    """Raise ``TypeError`` unless ``embed`` is None/str/callable and ``preprocess`` None/callable."""
+    if embed is not None and not isinstance(embed, str) and not callable(embed):
+        raise TypeError(f"`embed` must be None, a submodule name or a callable, got {embed!r}.")
+    if preprocess is not None and not callable(preprocess):
+        raise TypeError(f"`preprocess` must be None or a callable, got {preprocess!r}.")
+
+
 class Encoder:
     """Preprocess inputs, run the model and pick the representation by the ``embed`` rule.
 
@@ -69,10 +77,7 @@ class Encoder:
     def __init__(self, model: nn.Module, embed: EmbedRule = None, preprocess: Callable | None = None) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"`model` must be a torch.nn.Module, got {type(model).__name__}.")
-        if embed is not None and not isinstance(embed, str) and not callable(embed):
-            raise TypeError(f"`embed` must be None, a submodule name or a callable, got {embed!r}.")
-        if preprocess is not None and not callable(preprocess):
-            raise TypeError(f"`preprocess` must be None or a callable, got {preprocess!r}.")
+        check_embed_and_preprocess(embed, preprocess)
         self.model = model
         self.embed = embed
         self.preprocess = preprocess

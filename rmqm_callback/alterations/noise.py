@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from rmqm_callback._checks import check_clip, check_int, check_number
+from rmqm_callback._checks import check_alteration_inputs, check_clip, check_int, check_number
 from rmqm_callback.alterations.base import InputAlteration
 
 #: Noise is drawn for blocks of this many consecutive probes, one generator seed per block and level.
@@ -78,19 +78,7 @@ class GaussianNoise(InputAlteration):
 
     def check_inputs(self, inputs: Tensor) -> None:
         """Inputs must be floating and, when clipping, inside ``clip``."""
-        if not inputs.is_floating_point():
-            raise TypeError(
-                f"GaussianNoise needs floating-point inputs in the range {self.clip}, got dtype {inputs.dtype};"
-                " convert (e.g. uint8 pixels / 255) before scoring."
-            )
-        if self.clip is not None and inputs.numel() > 0:
-            low, high = float(inputs.min()), float(inputs.max())
-            if low < self.clip[0] or high > self.clip[1]:
-                raise ValueError(
-                    f"GaussianNoise adds noise in the raw input range clip={self.clip}, but the inputs span"
-                    f" [{low:.4g}, {high:.4g}]. Pass un-normalised inputs and the model's normalisation as"
-                    " `preprocess`, or set `clip` to the inputs' range (None to disable)."
-                )
+        check_alteration_inputs(inputs, self.clip, "GaussianNoise")
 
     def noise(self, indices: Tensor, level: int, shape: tuple[int, ...], device: torch.device) -> Tensor:
         """Standard-normal noise ``(n, *shape)`` for probes ``indices`` at ``level`` (float32).

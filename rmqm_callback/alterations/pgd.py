@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from rmqm_callback._checks import check_clip, check_number
+from rmqm_callback._checks import check_alteration_inputs, check_clip, check_number
 from rmqm_callback.alterations.base import Alteration
 from rmqm_callback.encoder import Encoder
 from rmqm_callback.probe import ProbeBatch
@@ -113,18 +113,6 @@ class PGD(Alteration):
             "loss": loss,
         }
 
-    def _check_inputs(self, inputs: Tensor) -> None:
-        if not inputs.is_floating_point():
-            raise TypeError(f"PGD needs floating-point inputs, got dtype {inputs.dtype}.")
-        if self.clip is not None and inputs.numel() > 0:
-            low, high = float(inputs.min()), float(inputs.max())
-            if low < self.clip[0] or high > self.clip[1]:
-                raise ValueError(
-                    f"PGD attacks in the raw input range clip={self.clip}, but the inputs span"
-                    f" [{low:.4g}, {high:.4g}]. Pass un-normalised inputs and the normalisation as"
-                    " `preprocess`, or set `clip` (None to disable)."
-                )
-
     def _loss(self, output: Any, representation: Tensor, clean: Tensor, labels: Tensor | None) -> Tensor:
         if self.loss is None:
             return contrastive_loss(representation, clean, self.temperature)
@@ -132,7 +120,7 @@ class PGD(Alteration):
 
     def iterates(self, batch: ProbeBatch, encoder: Encoder) -> Iterator[tuple[Tensor, Tensor]]:
         """Yield ``(x_j, representation_j)`` for ``j = 0..L-1`` (both detached)."""
-        self._check_inputs(batch.inputs)
+        check_alteration_inputs(batch.inputs, self.clip, "PGD")
         if self.loss is None and batch.inputs.shape[0] == 1:
             warnings.warn(
                 f"PGD's default contrastive loss needs at least 2 probes per batch; probe"

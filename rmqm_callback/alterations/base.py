@@ -100,6 +100,7 @@ class InputAlteration(Alteration):
             levels = range(first, min(first + group, self.levels))
             # the grad mode is set around the work, never around a yield (it would leak to the caller)
             with torch.inference_mode():
-                altered = torch.cat([self.alter(batch.inputs, batch.indices, level) for level in levels])
+                parts = [self.alter(batch.inputs, batch.indices, level) for level in levels]
+                altered = parts[0] if len(parts) == 1 else torch.cat(parts)
                 representations = encoder(altered).split(n)
             yield from representations

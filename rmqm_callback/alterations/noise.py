@@ -89,19 +89,32 @@ class GaussianNoise(InputAlteration):
         indices = indices.to("cpu", torch.int64)
         if indices.numel() == 0:
             return torch.empty((0, *shape), device=device)
-        blocks, position = torch.unique(indices // NOISE_BLOCK, return_inverse=True)
+        n = indices.shape[0]
+        first = int(indices[0])
+        consecutive = bool((indices == torch.arange(first, first + n)).all())
+        if consecutive:  # the usual case: a range of probes, no gather needed
+            blocks = list(range(first // NOISE_BLOCK, (first + n - 1) // NOISE_BLOCK + 1))
+        else:
+            unique, position = torch.unique(indices // NOISE_BLOCK, return_inverse=True)
+            blocks = unique.tolist()
+        # randn(size, generator) is empty(size).normal_(generator): filling views of one buffer
+        # draws the very same numbers without a stack and a gather copy of the noise
+        drawn = torch.empty((len(blocks), NOISE_BLOCK, *shape), device=device)
         generator = torch.Generator(device=device)
-        drawn = []
-        for block in blocks.tolist():
+        for row, block in enumerate(blocks):
             generator.manual_seed(_mix(self.seed, block, level))
-            drawn.append(torch.randn((NOISE_BLOCK, *shape), generator=generator, device=device))
+            drawn[row].normal_(generator=generator)
+        if consecutive:
+            offset = first - blocks[0] * NOISE_BLOCK
+            return drawn.view(-1, *shape)[offset : offset + n]
         rows = (indices % NOISE_BLOCK).to(device)
-        return torch.stack(drawn)[position.to(device), rows]
+        return drawn[position.to(device), rows]
 
     def alter(self, inputs: Tensor, indices: Tensor, level: int) -> Tensor:
         """Level ``level`` of ``inputs``: ``inputs`` itself at level 0."""
         if level == 0:
             return inputs
-        noise = self.noise(indices, level, tuple(inputs.shape[1:]), inputs.device)
-        altered = torch.add(inputs, noise.to(inputs.dtype), alpha=self._stds[level])
+        noise = self.noise(indices, level, tuple(inputs.shape[1:]), inputs.device).to(inputs.dtype)
+        # the noise buffer is ours: write the sum into it rather than into a new tensor
+        altered = torch.add(inputs, noise, alpha=self._stds[level], out=noise)
         return altered if self.clip is None else altered.clamp_(*self.clip)

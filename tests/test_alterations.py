@@ -326,7 +326,8 @@ def test_pgd_bad_arguments_raise(kwargs, error, match):
 
 def test_pgd_bad_inputs_raise():
     model = _mlp()
-    with pytest.raises(TypeError, match=r"PGD needs floating-point inputs in the range \(0.0, 1.0\), got dtype torch.uint8"):
+    message = r"PGD needs floating-point inputs in the range \(0.0, 1.0\), got dtype torch.uint8"
+    with pytest.raises(TypeError, match=message):
         _pgd_iterates(PGD(levels=3), model, torch.zeros(2, 1, 4, 4, dtype=torch.uint8))
     outside = _images(2, dtype=torch.float64)
     outside[0, 0, 0, 0], outside[1, 0, 0, 0] = -0.25, 2.0

@@ -6,23 +6,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 import math
 import warnings
 
-import _digits
+import _digits_augment
+import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
-from _digits import (
-    METHODS,
-    DigitsEncoder,
-    EncoderModule,
-    augment,
-    knn_accuracy,
-    load_digits_tensors,
-    nt_xent,
-    split_indices,
-    triplet_loss_batch_hard,
-    triplet_loss_views,
-    two_views,
-)
+from _digits import embed, holdout_split, knn_accuracy, load_digits_tensors, split_indices
+from _digits_augment import augment, two_views
+from _digits_losses import nt_xent, triplet_loss_batch_hard, triplet_loss_views
+from _digits_model import METHODS, DigitsEncoder, EncoderModule
+from _digits_stats import bootstrap_ci, correlations, markdown_table, min_max, pearson, rankdata, spearman
 from torch.utils.data import DataLoader, TensorDataset
 
 
@@ -74,6 +67,21 @@ def test_split_indices_partial_and_bad():
         split_indices(0)
 
 
+def test_holdout_split_sizes_disjoint_deterministic():
+    train, val, probe = holdout_split(100, probe_size=20, val_fraction=0.15, seed=1)
+    assert (len(train), len(val), len(probe)) == (65, 15, 20)
+    assert sorted(torch.cat([train, val, probe]).tolist()) == list(range(100))
+    again = holdout_split(100, probe_size=20, val_fraction=0.15, seed=1)
+    assert all(torch.equal(a, b) for a, b in zip((train, val, probe), again))
+    assert len(holdout_split(10, probe_size=3, val_fraction=0.0)[1]) == 0
+
+
+@pytest.mark.parametrize(("probe_size", "val_fraction"), [(0, 0.1), (5, 1.0), (5, -0.1), (90, 0.1)])
+def test_holdout_split_bad(probe_size, val_fraction):
+    with pytest.raises(ValueError, match="must leave training data out of 100 samples"):
+        holdout_split(100, probe_size, val_fraction)
+
+
 # ---------------------------------------------------------------- augmentations
 
 
@@ -81,10 +89,10 @@ def test_split_indices_partial_and_bad():
     "fn",
     [
         augment,
-        _digits.random_affine,
-        _digits.random_erasing,
-        _digits.pixel_noise,
-        _digits.brightness_contrast,
+        _digits_augment.random_affine,
+        _digits_augment.random_erasing,
+        _digits_augment.pixel_noise,
+        _digits_augment.brightness_contrast,
     ],
 )
 def test_augmentations_keep_shape_and_range_and_are_seeded(digits, fn):
@@ -110,7 +118,7 @@ def test_two_views_differ_but_are_deterministic(digits):
 
 def test_random_erasing_zeroes_a_rectangle():
     x = torch.ones(50, 1, 8, 8)
-    out = _digits.random_erasing(x, torch.Generator().manual_seed(0), p=1.0, max_size=3)
+    out = _digits_augment.random_erasing(x, torch.Generator().manual_seed(0), p=1.0, max_size=3)
     erased = (out == 0).sum(dim=(1, 2, 3))
     assert erased.min() >= 1
     assert erased.max() <= 9
@@ -266,3 +274,66 @@ def test_knn_accuracy_bad_inputs():
         knn_accuracy(z, y[:2], z, y)
     with pytest.raises(ValueError, match=r"`k` must be in 1..3, got 4"):
         knn_accuracy(z, y, z, y, k=4)
+
+
+def test_embed_batches_and_restores_mode():
+    model = DigitsEncoder(embedding_dim=8)
+    x = torch.rand(10, 1, 8, 8)
+    model.train()
+    z = embed(model, x, batch_size=3)
+    assert model.training
+    model.eval()
+    with torch.no_grad():
+        assert torch.allclose(z, model(x), atol=1e-6)
+
+
+# ---------------------------------------------------------------- correlation statistics
+
+
+def test_rankdata_averages_ties():
+    assert rankdata(np.array([10.0, 30.0, 20.0, 20.0])).tolist() == [1.0, 4.0, 2.5, 2.5]
+    assert rankdata(np.array([5.0, 5.0, 5.0])).tolist() == [2.0, 2.0, 2.0]
+
+
+def test_pearson_and_spearman_known_values():
+    x = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    assert pearson(x, 2 * x + 1) == pytest.approx(1.0)
+    assert pearson(x, -x) == pytest.approx(-1.0)
+    y = np.array([2.0, 1.0, 4.0, 3.0, 5.0])
+    assert pearson(x, y) == pytest.approx(np.corrcoef(x, y)[0, 1])
+    assert spearman(x, y) == pytest.approx(1 - 6 * 4 / (5 * 24))  # sum d^2 = 4, no ties
+    assert spearman(x, np.exp(x)) == pytest.approx(1.0)  # monotone, not linear
+    assert np.isnan(pearson(x, np.ones(5)))
+    with pytest.raises(ValueError, match=r"1-D of one length, got shapes \(5,\) and \(4,\)"):
+        pearson(x, x[:4])
+
+
+def test_spearman_matches_scipy_with_ties():
+    stats = pytest.importorskip("scipy.stats")
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 5, 40).astype(float), rng.normal(size=40)
+    assert spearman(x, y) == pytest.approx(stats.spearmanr(x, y).statistic)
+
+
+def test_bootstrap_ci_brackets_the_estimate_and_is_seeded():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=60)
+    y = x + rng.normal(scale=0.5, size=60)
+    low, high = bootstrap_ci(x, y, pearson, resamples=500, seed=3)
+    assert low < pearson(x, y) < high < 1.0
+    assert (low, high) == bootstrap_ci(x, y, pearson, resamples=500, seed=3)
+    with pytest.raises(ValueError, match="`resamples` must be >= 1"):
+        bootstrap_ci(x, y, pearson, resamples=0)
+
+
+def test_min_max_and_table():
+    assert min_max(np.array([2.0, 4.0, 3.0])).tolist() == [0.0, 1.0, 0.5]
+    assert min_max(np.array([7.0, 7.0])).tolist() == [0.0, 0.0]
+    x = np.array([1.0, 2.0, 3.0, 4.0, np.inf])
+    rows = correlations({"good": x, "bad": -x}, np.array([0.1, 0.2, 0.3, 0.5, 0.9]), resamples=200)
+    assert [row.n for row in rows] == [4, 4]  # the infinite score is left out
+    assert rows[0].spearman == pytest.approx(1.0)
+    table = markdown_table(rows)
+    assert table.splitlines()[0].startswith("| score | n | Pearson r [95% CI]")
+    assert "| good | 4 | +0.98 [" in table
+    assert "| bad | 4 | -0.98 [" in table

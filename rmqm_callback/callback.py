@@ -72,8 +72,9 @@ class RMQMCallback(Callback):
 
     Args:
         probe: a tensor, an ``(inputs, labels)`` pair, a ``Dataset``, a ``DataLoader``, or an int
-            ``n``: the first ``n`` samples of the validation data (else the training data), taken
-            at the first evaluation. The probe is kept fixed and saved in checkpoints.
+            ``n``: the first ``n`` samples of the validation data (else the training data), in
+            dataset order, taken at the start of training. The probe is kept fixed and saved in
+            checkpoints.
         alterations: one :class:`~rmqm_callback.Alteration`, a list, or a ``{name: alteration}``
             dict; default :class:`~rmqm_callback.GaussianNoise` (logged as ``noise``).
         every_n_epochs: evaluate every n epochs.
@@ -184,6 +185,14 @@ class RMQMCallback(Callback):
                 f" fail. Use Trainer(check_val_every_n_epoch={self.every_n_epochs}) with every_n_epochs=1, or"
                 f" {hint}."
             )
+
+    @override
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # after a checkpoint restore (which brings its own probe) and after Lightning loaded the
+        # validation data for epoch 0; if validation starts later, the first evaluation takes it
+        validation_not_loaded = trainer.enable_validation and trainer.val_dataloaders is None
+        if self._probe is None and not validation_not_loaded:
+            self._probe = probe_from_trainer(trainer, self.probe_size)  # type: ignore[arg-type]
 
     @override
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

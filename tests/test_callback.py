@@ -97,6 +97,30 @@ def test_int_probe_without_validation_takes_first_training_samples(tmp_path):
     assert torch.equal(callback._probe.labels, train.dataset.tensors[1][:10])
 
 
+class OverwriteValidationData(Callback):
+    """Changes the validation images in place once training has started."""
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        trainer.val_dataloaders.dataset.tensors[0].mul_(0.5)
+
+
+def test_int_probe_is_taken_at_the_start_of_training_and_kept(tmp_path):
+    train, val = loaders()
+    original = val.dataset.tensors[0][:12].clone()
+    callback = RMQMCallback(12, GaussianNoise(levels=6), batch_size=4)
+    fit = trainer(tmp_path, max_epochs=2, callbacks=[callback, OverwriteValidationData()])
+    fit.fit(TinyEncoder(), train, val)
+    assert torch.equal(callback._probe.inputs, original)
+    assert not torch.equal(val.dataset.tensors[0][:12], original)
+
+
+def test_int_probe_with_late_first_validation_still_uses_validation_data(tmp_path):
+    train, val = loaders()
+    callback = RMQMCallback(12, GaussianNoise(levels=6), batch_size=4)
+    trainer(tmp_path, max_epochs=2, check_val_every_n_epoch=2, callbacks=[callback]).fit(TinyEncoder(), train, val)
+    assert torch.equal(callback._probe.inputs, val.dataset.tensors[0][:12])
+
+
 def test_fast_dev_run_evaluates_one_block(tmp_path):
     callback = RMQMCallback(probe_tensor(), GaussianNoise(levels=6), batch_size=8)
     fit = trainer(tmp_path, fast_dev_run=True, callbacks=[callback])

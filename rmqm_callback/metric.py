@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor
 from torchmetrics import Metric
+from torchmetrics.utilities.distributed import gather_all_tensors
 
 from rmqm_callback._checks import check_bool, check_convention
 from rmqm_callback.functional.rmqm import (
@@ -88,8 +90,7 @@ class RMQM(Metric):
         for name in SCALAR_STATES:
             self.add_state(name, default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
         for name in LEVEL_STATES:
-            # shape (J,) is known at the first update; every process must update (possibly with an
-            # empty chunk) before a distributed compute so that all states have the same shape.
+            # shape (J,) is known at the first update; a process that never updated syncs zeros
             self.add_state(name, default=torch.zeros(0, dtype=torch.float64), dist_reduce_fx="sum")
 
     def update(self, embeddings: Tensor | None = None, *, distances: tuple[Tensor, Tensor] | None = None) -> None:
@@ -155,6 +156,24 @@ class RMQM(Metric):
             elif num_steps == 0:
                 setattr(self, name, torch.zeros_like(incoming_state[name]))
         super()._reduce_states(incoming_state)
+
+    def _sync_dist(self, dist_sync_fn: Callable = gather_all_tensors, process_group: Any | None = None) -> None:
+        """Sync like torchmetrics, letting a process that saw no trajectory contribute zeros per level."""
+
+        def gather_levels(tensor: Tensor, group: Any = None) -> list[Tensor]:
+            parts = dist_sync_fn(tensor, group=group)
+            if tensor.ndim != 1:
+                return parts
+            sizes = {part.shape[0] for part in parts} - {0}
+            if len(sizes) > 1:
+                raise ValueError(
+                    f"RMQM processes hold trajectories of different numbers of levels ({sorted(sizes)} steps):"
+                    " every process must use the same alteration."
+                )
+            size = sizes.pop() if sizes else 0
+            return [part if part.shape[0] == size else part.new_zeros(size) for part in parts]
+
+        super()._sync_dist(gather_levels, process_group)
 
     def _statistics(self) -> dict[str, Tensor]:
         return {name: getattr(self, name) for name in SCALAR_STATES + LEVEL_STATES}

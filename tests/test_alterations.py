@@ -351,3 +351,15 @@ def test_user_defined_input_alteration_only_needs_alter():
         Dim(levels=1)
     with pytest.raises(TypeError, match="abstract"):
         InputAlteration(levels=3)
+
+
+def test_noise_does_not_depend_on_the_default_dtype():
+    noise = GaussianNoise(levels=5)
+    inputs = torch.full((4, 1, 3, 3), 0.5)
+    expected = noise.alter(inputs, torch.arange(4), 3)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)  # what Lightning's precision="64-true" does
+    try:
+        assert torch.equal(noise.alter(inputs, torch.arange(4), 3), expected)
+    finally:
+        torch.set_default_dtype(previous)

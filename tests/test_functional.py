@@ -325,3 +325,11 @@ def test_bad_convention_and_normalize_raise():
         rmqm(x, convention="pandas")
     with pytest.raises(TypeError, match=r"`normalize` must be a bool, got 1"):
         rmqm(x, normalize=1)
+
+
+def test_tiny_representations_are_normalised_like_any_other():
+    trajectories = torch.randn(6, 5, 4, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    expected = rmqm(trajectories)
+    tiny = rmqm(trajectories * 1e-13)
+    for key in ("RMQM", "D", "D_RC", "P_RC"):
+        assert float(tiny[key]) == pytest.approx(float(expected[key]), rel=1e-9)

@@ -88,7 +88,7 @@ class GaussianNoise(InputAlteration):
         """
         indices = indices.to("cpu", torch.int64)
         if indices.numel() == 0:
-            return torch.empty((0, *shape), device=device)
+            return torch.empty((0, *shape), dtype=torch.float32, device=device)
         n = indices.shape[0]
         first = int(indices[0])
         consecutive = bool((indices == torch.arange(first, first + n)).all())
@@ -99,7 +99,8 @@ class GaussianNoise(InputAlteration):
             blocks = unique.tolist()
         # randn(size, generator) is empty(size).normal_(generator): filling views of one buffer
         # draws the very same numbers without a stack and a gather copy of the noise
-        drawn = torch.empty((len(blocks), NOISE_BLOCK, *shape), device=device)
+        # float32 whatever the default dtype (Lightning's "64-true" changes it): the same draws
+        drawn = torch.empty((len(blocks), NOISE_BLOCK, *shape), dtype=torch.float32, device=device)
         generator = torch.Generator(device=device)
         for row, block in enumerate(blocks):
             generator.manual_seed(_mix(self.seed, block, level))

@@ -18,7 +18,6 @@ import math
 import warnings
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from rmqm_callback._checks import check_bool, check_convention
@@ -86,11 +85,14 @@ def _check_embeddings(embeddings: Tensor) -> None:
 def prepare_embeddings(embeddings: Tensor, normalize: bool) -> Tensor:
     """Cast half-precision embeddings to float32 and L2-normalise the last dimension if asked.
 
-    A zero vector stays zero when normalised (``F.normalize`` divides by ``max(norm, 1e-12)``).
+    Every non-zero vector gets unit length, however small its norm; a zero vector stays zero.
     """
     if embeddings.dtype not in (torch.float32, torch.float64):
         embeddings = embeddings.float()
-    return F.normalize(embeddings, dim=-1) if normalize else embeddings
+    if not normalize:
+        return embeddings
+    norm = torch.linalg.vector_norm(embeddings, dim=-1, keepdim=True)
+    return torch.where(norm > 0, embeddings / norm, embeddings)
 
 
 def _trajectory_distances(embeddings: Tensor, normalize: bool) -> tuple[Tensor, Tensor]:

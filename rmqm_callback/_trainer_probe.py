@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytorch_lightning as pl
-import torch
 from pytorch_lightning.utilities.rank_zero import rank_zero_warn
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader, IterableDataset, Subset
 
 from rmqm_callback.probe import DatasetProbe, LoaderProbe, Probe, materialize
 
@@ -25,20 +24,10 @@ def _first_loader(loaders: Any) -> DataLoader | None:
 
 def _first_samples(loader: DataLoader, count: int) -> Probe:
     dataset = loader.dataset
-    if hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__"):
-        # the dataset itself, in order: the loader may shuffle or be sharded per process
-        return materialize(DatasetProbe(Subset(dataset, range(min(count, len(dataset))))))
-    taken: list[Any] = []
-    total = 0
-    for batch in LoaderProbe(loader).blocks(batch_size=count):
-        taken.append(batch)
-        total += batch.inputs.shape[0]
-        if total >= count:
-            break
-    inputs = torch.cat([batch.inputs for batch in taken])[:count]
-    has_labels = all(batch.labels is not None for batch in taken)
-    labels = torch.cat([batch.labels for batch in taken])[:count] if has_labels else None  # type: ignore[misc]
-    return Probe(inputs, labels)
+    if isinstance(dataset, IterableDataset) or not hasattr(dataset, "__len__"):
+        return materialize(LoaderProbe(loader), limit=count)
+    # the dataset itself, in order: the loader may shuffle or be sharded per process
+    return materialize(DatasetProbe(Subset(dataset, range(min(count, len(dataset))))))
 
 
 def probe_from_trainer(trainer: pl.Trainer, count: int) -> Probe:
@@ -62,8 +51,7 @@ def probe_from_trainer(trainer: pl.Trainer, count: int) -> Probe:
                 "RMQMCallback(probe=<int>) takes the first samples of the validation or training data, but the"
                 " trainer has no DataLoader; pass the probe as a tensor, Dataset or DataLoader instead."
             )
-        with torch.random.fork_rng(devices=[]):
-            probe = _first_samples(loader, count)
+        probe = _first_samples(loader, count)
         if len(probe) < count:
             rank_zero_warn(f"RMQMCallback: probe={count} but the {source} data has only {len(probe)} samples.")
         probe = (probe.inputs, probe.labels)

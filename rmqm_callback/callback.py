@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -9,6 +10,7 @@ from contextlib import nullcontext
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities.rank_zero import rank_zero_warn
@@ -24,6 +26,9 @@ from rmqm_callback.keys import CURVES_KEY, LOGGED_QUANTITIES, REFERENCE_QUANTITI
 from rmqm_callback.metric import RMQM
 from rmqm_callback.probe import Probe, as_probe, materialize
 from rmqm_callback.scoring import accumulate, check_alteration, guest_of
+
+#: Every key of :meth:`RMQM.compute` (NaN-filled when the model gave non-finite representations).
+_RESULT_KEYS = (*LOGGED_QUANTITIES, *REFERENCE_QUANTITIES, "num_probes", "D_RC_left_out", "P_RC_left_out")
 
 
 def _named_alterations(alterations: Any) -> dict[str, Alteration]:
@@ -193,6 +198,8 @@ class RMQMCallback(Callback):
         validation_not_loaded = trainer.enable_validation and trainer.val_dataloaders is None
         if self._probe is None and not validation_not_loaded:
             self._probe = probe_from_trainer(trainer, self.probe_size)  # type: ignore[arg-type]
+        elif self._probe is not None:
+            self._probe = materialize(self._probe)  # a Dataset or DataLoader is read once, here
 
     @override
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -259,7 +266,7 @@ class RMQMCallback(Callback):
         autocast = isinstance(alteration, InputAlteration)
         precision = trainer.precision_plugin.val_step_context() if autocast else nullcontext()
         with guest_of(pl_module, pl_module.device), precision:
-            accumulate(
+            skipped = accumulate(
                 metric,
                 encoder,
                 probe,
@@ -269,9 +276,20 @@ class RMQMCallback(Callback):
                 rank=trainer.global_rank,
                 world_size=trainer.world_size,
                 progress=self._progress_bar(trainer, name),
+                skip_non_finite=True,
             )
-        results = metric.compute()  # collective under DDP: every process calls it
-        curves = metric.curves() if with_curves else None
+        # every process takes the same branch: the count is summed over processes first
+        skipped = int(trainer.strategy.reduce(torch.tensor(float(skipped), device=pl_module.device), reduce_op="sum"))
+        if skipped:
+            rank_zero_warn(
+                f"RMQMCallback[{name}]: the model gave non-finite (NaN/inf) representations for {skipped} probes"
+                " (have the weights diverged?); logging NaN for this evaluation."
+            )
+            results = {key: torch.tensor(math.nan, dtype=torch.float64) for key in _RESULT_KEYS}
+            curves = None
+        else:
+            results = metric.compute()  # collective under DDP: every process calls it
+            curves = metric.curves() if with_curves else None
         results[SECONDS_KEY] = results["RMQM"].new_tensor(time.perf_counter() - start)
         metric.reset()
         return results, curves
@@ -289,11 +307,11 @@ class RMQMCallback(Callback):
                 reduce_fx="max",
             )
         self.last_results[name] = {key: float(value) for key, value in results.items()}
-        left_out = max(int(results["D_RC_left_out"]), int(results["P_RC_left_out"]))
-        if left_out:
+        left_out = max(float(results["D_RC_left_out"]), float(results["P_RC_left_out"]))
+        if left_out > 0:  # False for the NaN of a diverged model, already reported
             rank_zero_warn(
-                f"RMQMCallback[{name}]: {left_out} of {int(results['num_probes'])} probes were left out of a spike"
-                " component (zero distances between levels): part of the representation has collapsed."
+                f"RMQMCallback[{name}]: {left_out:.0f} of {float(results['num_probes']):.0f} probes were left out"
+                " of a spike component (zero distances between levels): part of the representation has collapsed."
             )
 
     def _progress_bar(self, trainer: pl.Trainer, name: str) -> Callable | None:
@@ -303,7 +321,7 @@ class RMQMCallback(Callback):
 
         bar = tqdm(desc=f"RMQM {name}", total=None, leave=False, file=sys.stderr, dynamic_ncols=True)
 
-        def update(done: int, total: int) -> None:
+        def update(done: int, total: int | None) -> None:
             bar.total = total
             bar.update(done - bar.n)
             if done == total:

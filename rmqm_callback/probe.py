@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, RandomSampler
+from torch.utils.data import DataLoader, Dataset, IterableDataset, RandomSampler
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,7 @@ class Probe:
     def __len__(self) -> int:
         return self.inputs.shape[0]
 
-    def num_blocks(self, batch_size: int) -> int:
+    def num_blocks(self, batch_size: int) -> int | None:
         """Number of blocks of ``batch_size`` probes."""
         return -(-len(self) // batch_size)
 
@@ -150,7 +150,17 @@ class LoaderProbe(Probe):
         self.loader = loader
 
     def __len__(self) -> int:
-        return len(self.loader.dataset)  # type: ignore[arg-type]
+        try:
+            return len(self.loader.dataset)  # type: ignore[arg-type]
+        except TypeError as error:
+            raise TypeError("The probe DataLoader's dataset has no length; it is read to its end.") from error
+
+    def num_blocks(self, batch_size: int) -> int | None:
+        """Number of blocks, or ``None`` when the dataset has no length (an iterable dataset)."""
+        try:
+            return -(-len(self) // batch_size)
+        except TypeError:
+            return None
 
     def blocks(self, batch_size: int, rank: int = 0, world_size: int = 1) -> Iterator[ProbeBatch]:
         """Yield this process's blocks, regrouping the loader's batches."""
@@ -205,6 +215,8 @@ def as_probe(probe: Any) -> Probe:
         return Probe(probe[0], probe[1])
     if isinstance(probe, DataLoader):
         return LoaderProbe(probe)
+    if isinstance(probe, IterableDataset):
+        raise TypeError("`probe` is an IterableDataset: pass DataLoader(dataset, batch_size=...) instead.")
     if isinstance(probe, Dataset):
         return DatasetProbe(probe)
     raise TypeError(
@@ -213,12 +225,23 @@ def as_probe(probe: Any) -> Probe:
     )
 
 
-def materialize(probe: Probe) -> Probe:
-    """Read every block of ``probe`` once and return an in-memory :class:`Probe` of the same samples."""
-    if type(probe) is Probe:
+def materialize(probe: Probe, limit: int | None = None) -> Probe:
+    """Read ``probe`` once (its first ``limit`` samples if given) into an in-memory :class:`Probe`.
+
+    Reading leaves the global CPU random stream as it was, although a ``DataLoader`` draws its
+    base seed from it and a ``Dataset`` may draw for random transforms.
+    """
+    if type(probe) is Probe and limit is None:
         return probe
-    batches = list(probe.blocks(batch_size=1024))
+    batches = []
+    taken = 0
+    with torch.random.fork_rng(devices=[]):
+        for batch in probe.blocks(batch_size=1024 if limit is None else min(limit, 1024)):
+            batches.append(batch)
+            taken += batch.inputs.shape[0]
+            if limit is not None and taken >= limit:
+                break
     labels = None
     if all(batch.labels is not None for batch in batches):
-        labels = torch.cat([batch.labels for batch in batches])  # type: ignore[misc]
-    return Probe(torch.cat([batch.inputs for batch in batches]), labels)
+        labels = torch.cat([batch.labels for batch in batches])[:limit]  # type: ignore[misc]
+    return Probe(torch.cat([batch.inputs for batch in batches])[:limit], labels)

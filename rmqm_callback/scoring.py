@@ -23,7 +23,7 @@ from rmqm_callback.functional.rmqm import prepare_embeddings
 from rmqm_callback.metric import RMQM
 from rmqm_callback.probe import Probe, ProbeBatch, as_probe
 
-#: ``progress(done_blocks, total_blocks)``, called after every block.
+#: ``progress(done_blocks, total_blocks)``, called after every block (total ``None`` if unknown).
 ProgressHook = Callable[[int, int], None]
 
 
@@ -56,15 +56,21 @@ def _block_distances(
         raise ValueError(
             f"{alteration!r} yielded {len(to_original) + 1} levels for a block, but declares {alteration.levels}."
         )
-    do, dp = torch.stack(to_original, dim=1), torch.stack(to_previous, dim=1)
+    return torch.stack(to_original, dim=1), torch.stack(to_previous, dim=1)
+
+
+def _finite_rows(do: Tensor, dp: Tensor, batch: ProbeBatch, alteration: Alteration, skip: bool) -> Tensor | None:
+    """Rows whose distances are all finite; ``None`` when all are. Raises unless ``skip``."""
     finite = torch.isfinite(do) & torch.isfinite(dp)
-    if not bool(finite.all()):
+    if bool(finite.all()):
+        return None
+    if not skip:
         row, column = (~finite).nonzero()[0].tolist()
         raise ValueError(
             f"The encoder gave a non-finite (NaN/inf) representation for probe {int(batch.indices[row])}"
             f" at or before level {column + 1} of {alteration!r}."
         )
-    return do, dp
+    return finite.all(dim=1)
 
 
 def accumulate(
@@ -78,24 +84,38 @@ def accumulate(
     rank: int = 0,
     world_size: int = 1,
     progress: ProgressHook | None = None,
-) -> None:
+    skip_non_finite: bool = False,
+) -> int:
     """Add this process's share of the probe's trajectories to ``metric`` (on ``device``).
 
     Process ``rank`` of ``world_size`` reads blocks ``rank, rank + world_size, ...``; a process
     without a block still updates the metric (with no probes) so that all share state shapes.
+    A probe whose representations are not finite raises ``ValueError``, or with
+    ``skip_non_finite`` is left out and counted (a process must not raise alone under DDP).
+
+    Returns:
+        The number of probes left out for non-finite representations.
     """
     num_steps = alteration.levels - 1
-    total = len(range(rank, probe.num_blocks(batch_size), world_size))
-    done = 0
+    num_blocks = probe.num_blocks(batch_size)
+    total = None if num_blocks is None else len(range(rank, num_blocks, world_size))
+    done = skipped = 0
     for batch in probe.blocks(batch_size, rank, world_size):
         do, dp = _block_distances(batch.to(device), alteration, encoder, batch_size, metric.normalize)
+        keep = _finite_rows(do, dp, batch, alteration, skip_non_finite)
+        if keep is not None:
+            do, dp = do[keep], dp[keep]
+            skipped += int((~keep).sum())
         metric.update(distances=(do, dp))
         done += 1
         if progress is not None:
             progress(done, total)
+    if progress is not None and total is None:
+        progress(done, done)  # the length was unknown until the end
     if done == 0:
         empty = torch.zeros(0, num_steps, device=device)
         metric.update(distances=(empty, empty))
+    return skipped
 
 
 @contextmanager

@@ -121,6 +121,28 @@ def test_int_probe_with_late_first_validation_still_uses_validation_data(tmp_pat
     assert torch.equal(callback._probe.inputs, val.dataset.tensors[0][:12])
 
 
+class ValidationStream(torch.utils.data.IterableDataset):
+    """Validation data as an iterable dataset that also has a length."""
+
+    def __init__(self):
+        self.images, self.labels = digits_like_data(48, seed=1)
+
+    def __len__(self):
+        return len(self.images)
+
+    def __iter__(self):
+        return iter(zip(self.images, self.labels))
+
+
+def test_int_probe_from_an_iterable_validation_set(tmp_path):
+    train, _ = loaders()
+    stream = ValidationStream()
+    callback = RMQMCallback(10, GaussianNoise(levels=6), batch_size=4)
+    val = torch.utils.data.DataLoader(stream, batch_size=16)
+    trainer(tmp_path, max_epochs=1, callbacks=[callback]).fit(TinyEncoder(), train, val)
+    assert torch.equal(callback._probe.inputs, stream.images[:10])
+
+
 def test_fast_dev_run_evaluates_one_block(tmp_path):
     callback = RMQMCallback(probe_tensor(), GaussianNoise(levels=6), batch_size=8)
     fit = trainer(tmp_path, fast_dev_run=True, callbacks=[callback])
@@ -142,6 +164,7 @@ def test_model_checkpoint_listed_first_keeps_the_best_rmqm(tmp_path, on_train_ep
     history = History()
     rmqm = RMQMCallback(probe_tensor(), GaussianNoise(levels=10), batch_size=16)
     fit = trainer(tmp_path, max_epochs=5, enable_checkpointing=True, callbacks=[checkpoint, rmqm, history])
+    pl.seed_everything(1, verbose=False)
     fit.fit(TinyEncoder(lr=0.2), *loaders())
     assert len(history.values) == 5
     assert len(set(history.values)) > 1
@@ -166,7 +189,9 @@ def test_early_stopping_follows_the_logged_history(tmp_path):
     history = History()
     rmqm = RMQMCallback(probe_tensor(), GaussianNoise(levels=10), batch_size=16)
     fit = trainer(tmp_path, max_epochs=12, callbacks=[stopper, rmqm, history])
+    pl.seed_everything(2, verbose=False)
     fit.fit(TinyEncoder(lr=0.3), *loaders())
+    assert all(math.isfinite(value) for value in history.values)
     best, wait, expected_stop = -math.inf, 0, None
     for epoch, value in enumerate(history.values):
         if value > best:
@@ -223,11 +248,32 @@ def test_every_n_epochs_works_with_matching_monitors(tmp_path, setting):
     evaluated = EvaluatedEpochs()
     callbacks = [checkpoint, stopper, rmqm, evaluated]
     fit = trainer(tmp_path, max_epochs=4, enable_checkpointing=True, callbacks=callbacks, **extra)
+    pl.seed_everything(3, verbose=False)
     fit.fit(TinyEncoder(lr=0.2), *loaders())
     assert [epoch for epoch, _ in evaluated.records] == [1, 3]
     best_epoch, best_value = max(evaluated.records, key=lambda record: record[1])
     assert checkpoint.best_model_path.endswith(f"epoch={best_epoch}.ckpt")
     assert float(checkpoint.best_model_score) == pytest.approx(best_value, rel=1e-6)
+
+
+class DivergesAfterFirstEpoch(TinyEncoder):
+    """Its representation turns NaN from epoch 1 on, as if the weights had diverged."""
+
+    def forward(self, x):
+        representation = super().forward(x)
+        if self.current_epoch >= 1 and not self.training:
+            representation = representation * math.nan
+        return representation
+
+
+def test_non_finite_representations_log_nan_and_early_stopping_stops(tmp_path):
+    stopper = EarlyStopping(monitor=KEY, mode="max", patience=5, check_finite=True)
+    rmqm = RMQMCallback(probe_tensor(), GaussianNoise(levels=6), batch_size=16)
+    fit = trainer(tmp_path, max_epochs=5, callbacks=[stopper, rmqm])
+    with pytest.warns(UserWarning, match=r"non-finite \(NaN/inf\) representations for 40 probes"):
+        fit.fit(DivergesAfterFirstEpoch(), *loaders())
+    assert math.isnan(rmqm.last_results["noise"]["RMQM"])
+    assert stopper.stopped_epoch == 1  # stopped by check_finite, not by the callback raising
 
 
 def test_resume_restores_probe_settings_and_value(tmp_path):
@@ -355,14 +401,34 @@ class Snapshot(Callback):
             self.before = self._take(pl_module)
 
 
-def _train(tmp_path, module_class, with_callback, alteration, hook):
+class AugmentedProbe(torch.utils.data.Dataset):
+    """A probe Dataset whose items draw from the global RNG (a random-transform augmentation)."""
+
+    def __len__(self):
+        return 20
+
+    def __getitem__(self, index):
+        return (probe_tensor(20)[index] + 0.01 * torch.rand(1, 8, 8)).clamp(0, 1)
+
+
+def make_probe(kind):
+    if kind == "tensor":
+        return probe_tensor()
+    if kind == "loader":
+        return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(probe_tensor()), batch_size=16)
+    if kind == "augmented-dataset":
+        return AugmentedProbe()
+    return 20  # the first 20 validation (or training) samples
+
+
+def _train(tmp_path, module_class, with_callback, alteration, hook, probe_kind="tensor"):
     pl.seed_everything(0, verbose=False)
     module = module_class()
     train, val = loaders()
     callbacks = []
     snapshot = Snapshot(hook)
     if with_callback:
-        callbacks = [RMQMCallback(probe_tensor(), alteration, batch_size=16), snapshot]
+        callbacks = [RMQMCallback(make_probe(probe_kind), alteration, batch_size=16), snapshot]
     fit = trainer(tmp_path, max_epochs=3, callbacks=callbacks)
     fit.fit(module, train, val if hook == "validation" else None)
     return module, torch.get_rng_state(), snapshot.checked
@@ -375,6 +441,18 @@ def test_a_run_with_the_callback_trains_bit_identical_weights(tmp_path, alterati
     plain, plain_rng, _ = _train(tmp_path, module_class, False, alteration, hook)
     guest, guest_rng, checked = _train(tmp_path, module_class, True, alteration, hook)
     assert checked == 3  # the snapshot compared state around every evaluation
+    for (name, expected), (_, actual) in zip(plain.state_dict().items(), guest.state_dict().items()):
+        assert torch.equal(expected, actual), name
+    assert torch.equal(plain_rng, guest_rng)
+
+
+@pytest.mark.parametrize("probe_kind", ["loader", "augmented-dataset", "int"])
+@pytest.mark.parametrize("hook", ["validation", "train"])
+def test_reading_any_kind_of_probe_leaves_the_run_bit_identical(tmp_path, probe_kind, hook):
+    module_class = TinyEncoder if hook == "validation" else NoValidationEncoder
+    plain, plain_rng, _ = _train(tmp_path, module_class, False, GaussianNoise(levels=6), hook)
+    guest, guest_rng, checked = _train(tmp_path, module_class, True, GaussianNoise(levels=6), hook, probe_kind)
+    assert checked == 3
     for (name, expected), (_, actual) in zip(plain.state_dict().items(), guest.state_dict().items()):
         assert torch.equal(expected, actual), name
     assert torch.equal(plain_rng, guest_rng)

@@ -142,3 +142,22 @@ def test_dict_items_raise_a_clear_error():
 
     with pytest.raises(TypeError, match="is a dict"):
         list(as_probe(DictDataset()).blocks(2))
+
+
+class _Stream(torch.utils.data.IterableDataset):
+    def __iter__(self):
+        for index in range(11):
+            yield torch.full((3,), float(index)), index
+
+
+def test_loader_over_an_iterable_dataset_has_unknown_length_and_reads_to_the_end():
+    probe = as_probe(DataLoader(_Stream(), batch_size=4))
+    assert probe.num_blocks(5) is None
+    blocks = list(probe.blocks(5, rank=1, world_size=2))
+    assert [b.indices.tolist() for b in blocks] == [[5, 6, 7, 8, 9]]
+    assert materialize(probe, limit=7).labels.tolist() == list(range(7))
+
+
+def test_an_iterable_dataset_itself_asks_for_a_loader():
+    with pytest.raises(TypeError, match=r"IterableDataset: pass DataLoader"):
+        as_probe(_Stream())

@@ -373,3 +373,18 @@ def test_unused_submodule_raises():
     model = WithUnusedPart()
     with pytest.raises(ValueError, match=r"`embed`='unused': that submodule was not called"):
         score(model, _inputs(4), GaussianNoise(levels=3), embed="unused")
+
+
+def test_score_reads_a_loader_over_an_iterable_dataset():
+    images = torch.rand(13, 1, 4, 4, generator=torch.Generator().manual_seed(5))
+
+    class Stream(torch.utils.data.IterableDataset):
+        def __iter__(self):
+            return iter(images)
+
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 6))
+    loader = DataLoader(Stream(), batch_size=3)
+    from_loader = score(model, loader, GaussianNoise(levels=5), batch_size=4)
+    from_tensor = score(model, images, GaussianNoise(levels=5), batch_size=4)
+    assert float(from_loader["RMQM"]) == float(from_tensor["RMQM"])
+    assert int(from_loader["num_probes"]) == 13

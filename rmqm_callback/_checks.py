@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import torch
 from torch import Tensor
 
 CONVENTIONS = ("paper", "reference")
@@ -66,13 +67,20 @@ def check_clip(value: Any) -> tuple[float, float] | None:
     return float(lo), float(hi)
 
 
-def check_alteration_inputs(inputs: Tensor, clip: tuple[float, float] | None, alteration: str) -> None:
+def check_alteration_inputs(
+    inputs: Tensor, clip: tuple[float, float] | None, alteration: str, indices: Tensor | None = None
+) -> None:
     """Raise unless ``inputs`` are floating and, when ``clip`` is set, inside the ``clip`` range."""
     if not inputs.is_floating_point():
         raise TypeError(
             f"{alteration} needs floating-point inputs in the range {clip}, got dtype {inputs.dtype};"
             " convert (e.g. uint8 pixels / 255) before scoring."
         )
+    finite = torch.isfinite(inputs)
+    if not bool(finite.all()):
+        row = int((~finite).reshape(inputs.shape[0], -1).any(dim=1).nonzero()[0])
+        probe = row if indices is None else int(indices[row])
+        raise ValueError(f"{alteration} got non-finite (NaN/inf) inputs for probe {probe}; clean the probe data.")
     if clip is not None and inputs.numel() > 0:
         low, high = float(inputs.min()), float(inputs.max())
         if low < clip[0] or high > clip[1]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import sys
 import time
 from collections.abc import Callable, Mapping
 from contextlib import nullcontext
@@ -11,52 +10,23 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities.rank_zero import rank_zero_warn
 from torch import Tensor
 from typing_extensions import override
 
+from rmqm_callback._callback_checks import RESULT_KEYS, check_monitors, named_alterations
 from rmqm_callback._checks import check_bool, check_convention, check_int
 from rmqm_callback._plotting import matplotlib_available, plot_curves
+from rmqm_callback._progress import progress_bar
 from rmqm_callback._trainer_probe import probe_from_trainer
-from rmqm_callback.alterations import Alteration, GaussianNoise, InputAlteration
+from rmqm_callback.alterations import Alteration, InputAlteration
 from rmqm_callback.encoder import EmbedRule, Encoder, check_embed_and_preprocess
 from rmqm_callback.keys import CURVES_KEY, LOGGED_QUANTITIES, REFERENCE_QUANTITIES, SECONDS_KEY, metric_key
 from rmqm_callback.metric import RMQM
 from rmqm_callback.probe import Probe, as_probe, materialize
-from rmqm_callback.scoring import accumulate, check_alteration, guest_of
-
-#: Every key of :meth:`RMQM.compute` (NaN-filled when the model gave non-finite representations).
-_RESULT_KEYS = (*LOGGED_QUANTITIES, *REFERENCE_QUANTITIES, "num_probes", "D_RC_left_out", "P_RC_left_out")
-
-
-def _named_alterations(alterations: Any) -> dict[str, Alteration]:
-    """``{name: alteration}`` from one alteration, a list of them, or a name -> alteration dict."""
-    if alterations is None:
-        alterations = GaussianNoise()
-    if isinstance(alterations, Alteration):
-        alterations = [alterations]
-    if isinstance(alterations, Mapping):
-        named = {name: check_alteration(alteration) for name, alteration in alterations.items()}
-    elif isinstance(alterations, (list, tuple)):
-        named = {}
-        for alteration in alterations:
-            name = check_alteration(alteration).name
-            if name in named:
-                raise ValueError(
-                    f"`alterations` has two alterations named {name!r}; pass a dict of distinct names instead,"
-                    f" e.g. {{'{name}': ..., '{name}_2': ...}}."
-                )
-            named[name] = alteration
-    else:
-        raise TypeError(f"`alterations` must be an Alteration, a list or a dict of them, got {alterations!r}.")
-    if not named:
-        raise ValueError("`alterations` is empty.")
-    for name in named:
-        if not isinstance(name, str) or not name or "/" in name:
-            raise ValueError(f"`alterations` names must be non-empty strings without '/', got {name!r}.")
-    return named
+from rmqm_callback.scoring import ProgressHook, accumulate, guest_of
 
 
 class RMQMCallback(Callback):
@@ -130,7 +100,7 @@ class RMQMCallback(Callback):
         else:
             self.probe_size = None
             self._probe = as_probe(probe)
-        self.alterations = _named_alterations(alterations)
+        self.alterations = named_alterations(alterations)
         self.every_n_epochs = check_int("every_n_epochs", every_n_epochs, minimum=1)
         check_embed_and_preprocess(embed, preprocess)
         self.embed = embed
@@ -151,9 +121,7 @@ class RMQMCallback(Callback):
     @property
     @override
     def state_key(self) -> str:
-        return self._generate_state_key(
-            prefix=self.prefix, alterations={name: repr(alt) for name, alt in self.alterations.items()}
-        )
+        return self._generate_state_key(prefix=self.prefix, alterations=self._settings()["alterations"])
 
     def _settings(self) -> dict[str, Any]:
         return {
@@ -168,28 +136,8 @@ class RMQMCallback(Callback):
     @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage == "fit":
-            self._check_monitors(trainer)
-
-    def _check_monitors(self, trainer: pl.Trainer) -> None:
-        """Fail early where a monitoring callback would look for our key on an epoch we skip."""
-        if self.every_n_epochs == 1:
-            return
-        for other in trainer.callbacks:  # type: ignore[attr-defined]
-            monitor = getattr(other, "monitor", None)
-            if not isinstance(monitor, str) or not monitor.startswith(f"{self.prefix}/"):
-                continue
-            if isinstance(other, EarlyStopping) and other.strict:
-                hint = "EarlyStopping(strict=False), which skips epochs without the key"
-            elif isinstance(other, ModelCheckpoint) and other._every_n_epochs % self.every_n_epochs:
-                hint = f"ModelCheckpoint(every_n_epochs={self.every_n_epochs})"
-            else:
-                continue
-            raise ValueError(
-                f"RMQMCallback(every_n_epochs={self.every_n_epochs}) logs {monitor!r} only every"
-                f" {self.every_n_epochs} epochs, but {type(other).__name__} looks for it every epoch and would"
-                f" fail. Use Trainer(check_val_every_n_epoch={self.every_n_epochs}) with every_n_epochs=1, or"
-                f" {hint}."
-            )
+            check_monitors(trainer.callbacks, self.every_n_epochs, self.prefix)  # type: ignore[attr-defined]
+            Encoder(pl_module, embed=self.embed, preprocess=self.preprocess)  # a wrong submodule name fails now
 
     @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -227,10 +175,6 @@ class RMQMCallback(Callback):
             labels = None if self._probe.labels is None else self._probe.labels[: self.batch_size]
             return Probe(self._probe.inputs[: self.batch_size], labels)
         return self._probe
-
-    def _show_progress(self, trainer: pl.Trainer) -> bool:
-        wanted = trainer.progress_bar_callback is not None if self.progress is None else self.progress
-        return wanted and trainer.is_global_zero
 
     def _evaluate(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         probe = self._probe_for(trainer)
@@ -285,7 +229,7 @@ class RMQMCallback(Callback):
                 f"RMQMCallback[{name}]: the model gave non-finite (NaN/inf) representations for {skipped} probes"
                 " (have the weights diverged?); logging NaN for this evaluation."
             )
-            results = {key: torch.tensor(math.nan, dtype=torch.float64) for key in _RESULT_KEYS}
+            results = {key: torch.tensor(math.nan, dtype=torch.float64) for key in RESULT_KEYS}
             curves = None
         else:
             results = metric.compute()  # collective under DDP: every process calls it
@@ -314,20 +258,9 @@ class RMQMCallback(Callback):
                 " of a spike component (zero distances between levels): part of the representation has collapsed."
             )
 
-    def _progress_bar(self, trainer: pl.Trainer, name: str) -> Callable | None:
-        if not self._show_progress(trainer):
-            return None
-        from tqdm.auto import tqdm
-
-        bar = tqdm(desc=f"RMQM {name}", total=None, leave=False, file=sys.stderr, dynamic_ncols=True)
-
-        def update(done: int, total: int | None) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
-            if done == total:
-                bar.close()
-
-        return update
+    def _progress_bar(self, trainer: pl.Trainer, name: str) -> ProgressHook | None:
+        wanted = trainer.progress_bar_callback is not None if self.progress is None else self.progress
+        return progress_bar(f"RMQM {name}") if wanted and trainer.is_global_zero else None
 
     @override
     def state_dict(self) -> dict[str, Any]:

@@ -52,6 +52,17 @@ def check_embed_and_preprocess(embed: Any, preprocess: Any) -> None:
         raise TypeError(f"`preprocess` must be None or a callable, got {preprocess!r}.")
 
 
+def _with_output_of(module: nn.Module, run: Callable[[], Any]) -> tuple[list[Any], Any]:
+    """Call ``run()`` while a forward hook records every output of ``module``; return both."""
+    captured: list[Any] = []
+    handle = module.register_forward_hook(lambda _module, _args, out: captured.append(out))
+    try:
+        result = run()
+    finally:
+        handle.remove()
+    return captured, result
+
+
 class Encoder:
     """Preprocess inputs, run the model and pick the representation by the ``embed`` rule.
 
@@ -90,20 +101,20 @@ class Encoder:
             self._submodule = model.get_submodule(embed)
 
     def output_and_representation(self, inputs: Tensor) -> tuple[Any, Tensor]:
-        """Return the model's raw output and the ``(batch, d)`` representation for ``inputs``."""
+        """Return the model's raw output and the ``(batch, d)`` representation for ``inputs``.
+
+        With a callable ``embed``, the output is the model's own output if the callable called
+        the model (``model(inputs)``), else ``None``.
+        """
         model_inputs = self.preprocess(inputs) if self.preprocess is not None else inputs
         if callable(self.embed) and not isinstance(self.embed, str):
-            representation = self.embed(self.model, model_inputs)
-            return representation, as_representation(representation, inputs.shape[0], "`embed` callable")
+            outputs, representation = _with_output_of(self.model, lambda: self.embed(self.model, model_inputs))
+            output = outputs[-1] if outputs else None
+            return output, as_representation(representation, inputs.shape[0], "`embed` callable")
         if self._submodule is None:
             output = self.model(model_inputs)
             return output, as_representation(output, inputs.shape[0], "The model's output")
-        captured: list[Any] = []
-        handle = self._submodule.register_forward_hook(lambda _module, _args, out: captured.append(out))
-        try:
-            output = self.model(model_inputs)
-        finally:
-            handle.remove()
+        captured, output = _with_output_of(self._submodule, lambda: self.model(model_inputs))
         if not captured:
             raise ValueError(f"`embed`={self.embed!r}: that submodule was not called by the model's forward.")
         return output, as_representation(captured[-1], inputs.shape[0], f"Submodule {self.embed!r}")

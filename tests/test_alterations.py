@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rmqm_callback import score
 from rmqm_callback.alterations import PGD, GaussianNoise, InputAlteration, contrastive_loss
 from rmqm_callback.encoder import Encoder
 from rmqm_callback.probe import Probe, ProbeBatch
@@ -151,14 +152,15 @@ def test_noise_bad_arguments_raise(kwargs, error, match):
 def test_noise_bad_inputs_raise():
     noise = GaussianNoise(levels=4)
     with pytest.raises(TypeError, match=r"floating-point inputs.*torch.uint8.*/ 255"):
-        noise.check_inputs(torch.zeros(2, 3, dtype=torch.uint8))
+        noise.check_inputs(torch.zeros(2, 3, dtype=torch.uint8), torch.arange(2))
     with pytest.raises(TypeError, match=r"floating-point inputs.*torch.int64"):
-        noise.check_inputs(torch.zeros(2, 3, dtype=torch.int64))
+        noise.check_inputs(torch.zeros(2, 3, dtype=torch.int64), torch.arange(2))
     with pytest.raises(ValueError, match=r"clip=\(0.0, 1.0\).*inputs span \[-0.5, 1\]"):
-        noise.check_inputs(torch.tensor([[-0.5, 1.0]]))
+        noise.check_inputs(torch.tensor([[-0.5, 1.0]]), torch.arange(1))
     with pytest.raises(ValueError, match=r"inputs span \[0, 255\]"):
-        noise.check_inputs(torch.tensor([[0.0, 255.0]]))
-    GaussianNoise(levels=4, clip=None).check_inputs(torch.tensor([[-3.0, 255.0]]))  # no range without clip
+        noise.check_inputs(torch.tensor([[0.0, 255.0]]), torch.arange(1))
+    # no range check without clip
+    GaussianNoise(levels=4, clip=None).check_inputs(torch.tensor([[-3.0, 255.0]]), torch.arange(1))
 
 
 def test_input_alteration_trajectory_does_not_depend_on_max_batch_size():
@@ -363,3 +365,17 @@ def test_noise_does_not_depend_on_the_default_dtype():
         assert torch.equal(noise.alter(inputs, torch.arange(4), 3), expected)
     finally:
         torch.set_default_dtype(previous)
+
+
+@pytest.mark.parametrize("alteration", [GaussianNoise(levels=3), PGD(levels=3)], ids=["noise", "pgd"])
+def test_non_finite_inputs_are_blamed_on_the_probe_not_the_encoder(alteration):
+    inputs = torch.rand(6, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    inputs[3, 0, 1, 2] = math.nan
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 4))
+    with pytest.raises(ValueError, match=r"non-finite \(NaN/inf\) inputs for probe 3"):
+        score(model, inputs, alteration, batch_size=4)
+
+
+def test_pgd_settings_name_the_temperature_and_the_loss():
+    assert repr(PGD(temperature=0.1)) != repr(PGD(temperature=1.0))
+    assert "cross_entropy" in repr(PGD(loss=torch.nn.functional.cross_entropy))

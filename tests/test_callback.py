@@ -208,7 +208,11 @@ def test_early_stopping_follows_the_logged_history(tmp_path):
 @pytest.mark.parametrize(
     ("monitor_callback", "match"),
     [
-        (lambda: EarlyStopping(monitor=KEY, mode="max"), r"EarlyStopping\(strict=False\)"),
+        (lambda: EarlyStopping(monitor=KEY, mode="max"), r"EarlyStopping checks it .*check_val_every_n_epoch=2"),
+        (
+            lambda: EarlyStopping(monitor=KEY, mode="max", strict=False),
+            r"EarlyStopping checks it .*check_val_every_n_epoch=2",
+        ),
         (lambda: ModelCheckpoint(monitor=KEY, mode="max"), r"ModelCheckpoint\(every_n_epochs=2\)"),
     ],
 )
@@ -240,7 +244,7 @@ def test_every_n_epochs_works_with_matching_monitors(tmp_path, setting):
         extra = {"check_val_every_n_epoch": 2}
     else:
         rmqm = RMQMCallback(probe_tensor(), GaussianNoise(levels=6), every_n_epochs=2, batch_size=16)
-        stopper = EarlyStopping(monitor=KEY, mode="max", patience=10, strict=False)
+        stopper = EarlyStopping(monitor="train_loss", mode="min", patience=10)  # not on an RMQM key
         checkpoint = ModelCheckpoint(
             dirpath=tmp_path / "ckpt", monitor=KEY, mode="max", filename="{epoch}", every_n_epochs=2
         )
@@ -456,6 +460,20 @@ def test_reading_any_kind_of_probe_leaves_the_run_bit_identical(tmp_path, probe_
     for (name, expected), (_, actual) in zip(plain.state_dict().items(), guest.state_dict().items()):
         assert torch.equal(expected, actual), name
     assert torch.equal(plain_rng, guest_rng)
+
+
+class CountsSteps(TinyEncoder):
+    def training_step(self, batch, batch_idx):
+        self.steps = getattr(self, "steps", 0) + 1
+        return super().training_step(batch, batch_idx)
+
+
+def test_a_wrong_embed_name_fails_before_training(tmp_path):
+    module = CountsSteps()
+    callback = RMQMCallback(probe_tensor(), GaussianNoise(levels=6), embed="backbone.99")
+    with pytest.raises(ValueError, match=r"`embed`='backbone.99' names no submodule"):
+        trainer(tmp_path, max_epochs=1, callbacks=[callback]).fit(module, *loaders())
+    assert getattr(module, "steps", 0) == 0
 
 
 @pytest.mark.parametrize(

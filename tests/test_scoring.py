@@ -388,3 +388,23 @@ def test_score_reads_a_loader_over_an_iterable_dataset():
     from_tensor = score(model, images, GaussianNoise(levels=5), batch_size=4)
     assert float(from_loader["RMQM"]) == float(from_tensor["RMQM"])
     assert int(from_loader["num_probes"]) == 13
+
+
+def test_pgd_user_loss_gets_the_model_output_with_a_callable_embed():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 6), nn.ReLU(), nn.Linear(6, 3))
+    shapes = []
+
+    def loss(output, clean, labels):
+        shapes.append(tuple(output.shape))
+        return F.cross_entropy(output, labels)
+
+    def features(m, x):
+        m(x)  # the callable calls the model: its output reaches the loss
+        return m[2](m[1](m[0](x)))
+
+    inputs = torch.rand(8, 1, 4, 4, generator=torch.Generator().manual_seed(1))
+    labels = torch.arange(8) % 3
+    score(model, (inputs, labels), PGD(levels=3, loss=loss), embed=features, batch_size=8)
+    assert shapes and all(shape == (8, 3) for shape in shapes)
+    with pytest.raises(ValueError, match="did not call the model"):
+        score(model, (inputs, labels), PGD(levels=3, loss=loss), embed=lambda m, x: m[1](m[0](x)), batch_size=8)

@@ -88,12 +88,12 @@ class InputAlteration(Alteration):
 
         """
 
-    def check_inputs(self, inputs: Tensor) -> None:
-        """Raise if ``inputs`` are outside this alteration's contract (called once per batch)."""
+    def check_inputs(self, inputs: Tensor, indices: Tensor) -> None:
+        """Raise if ``inputs`` (probes ``indices``) are outside this alteration's contract (once per batch)."""
 
     def trajectory(self, batch: ProbeBatch, encoder: Encoder, max_batch_size: int) -> Iterator[Tensor]:
         """Embed the levels of ``batch``, several levels per forward pass, under inference mode."""
-        self.check_inputs(batch.inputs)
+        self.check_inputs(batch.inputs, batch.indices)
         n = batch.inputs.shape[0]
         group = max(1, max_batch_size // max(n, 1))
         for first in range(0, self.levels, group):

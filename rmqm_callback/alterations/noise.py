@@ -76,9 +76,9 @@ class GaussianNoise(InputAlteration):
     def _settings(self) -> dict[str, object]:
         return {"levels": self.levels, "max_std": self.max_std, "clip": self.clip, "seed": self.seed}
 
-    def check_inputs(self, inputs: Tensor) -> None:
-        """Inputs must be floating and, when clipping, inside ``clip``."""
-        check_alteration_inputs(inputs, self.clip, "GaussianNoise")
+    def check_inputs(self, inputs: Tensor, indices: Tensor) -> None:
+        """Inputs must be finite, floating and, when clipping, inside ``clip``."""
+        check_alteration_inputs(inputs, self.clip, "GaussianNoise", indices)
 
     def noise(self, indices: Tensor, level: int, shape: tuple[int, ...], device: torch.device) -> Tensor:
         """Standard-normal noise ``(n, *shape)`` for probes ``indices`` at ``level`` (float32).

@@ -99,28 +99,28 @@ class PGD(Alteration):
         self.loss = loss
         self.temperature = check_number("temperature", temperature, positive=True)
 
-    def strengths(self) -> Tensor:
-        """The iteration number of each level."""
-        return torch.arange(self.levels, dtype=torch.float64)
-
     def _settings(self) -> dict[str, object]:
-        loss = "contrastive" if self.loss is None else getattr(self.loss, "__name__", type(self.loss).__name__)
-        return {
-            "levels": self.levels,
-            "step_size": self.step_size,
-            "radius": self.radius,
-            "clip": self.clip,
-            "loss": loss,
-        }
+        if self.loss is None:
+            loss = f"contrastive(temperature={self.temperature})"
+        else:
+            named = getattr(self.loss, "__qualname__", type(self.loss).__qualname__)
+            loss = f"{getattr(self.loss, '__module__', '')}.{named}"
+        settings = {"levels": self.levels, "step_size": self.step_size, "radius": self.radius, "clip": self.clip}
+        return {**settings, "loss": loss}
 
     def _loss(self, output: Any, representation: Tensor, clean: Tensor, labels: Tensor | None) -> Tensor:
         if self.loss is None:
             return contrastive_loss(representation, clean, self.temperature)
+        if output is None:
+            raise ValueError(
+                "PGD(loss=...) gets the model's output, but the `embed` callable did not call the model"
+                " (model(inputs)); use embed=<submodule name>, or call the model in the callable."
+            )
         return self.loss(output, clean, labels).sum()
 
     def iterates(self, batch: ProbeBatch, encoder: Encoder) -> Iterator[tuple[Tensor, Tensor]]:
         """Yield ``(x_j, representation_j)`` for ``j = 0..L-1`` (both detached)."""
-        check_alteration_inputs(batch.inputs, self.clip, "PGD")
+        check_alteration_inputs(batch.inputs, self.clip, "PGD", batch.indices)
         if self.loss is None and batch.inputs.shape[0] == 1:
             warnings.warn(
                 f"PGD's default contrastive loss needs at least 2 probes per batch; probe"

@@ -38,12 +38,14 @@ def _trajectories(n: int, levels: int, d: int, seed: int) -> torch.Tensor:
 
 
 def _shard(name: str, rank: int) -> tuple[torch.Tensor, list[tuple[int, int]]]:
-    """This rank's disjoint shard, updated in chunks of at most 3 (an empty (0, L, d) chunk when it has none)."""
+    """This rank's disjoint shard, updated in chunks of at most 3."""
     _convention, n, levels, d, sizes = SCENARIOS[name]
     x = _trajectories(n, levels, d, seed=sum(map(ord, name)))
     start = sum(sizes[:rank])
     shard = x[start : start + sizes[rank]]
-    chunks = [(k, min(k + 3, len(shard))) for k in range(0, len(shard), 3)] or [(0, 0)]
+    chunks = [(k, min(k + 3, len(shard))) for k in range(0, len(shard), 3)]
+    if not chunks and not name.endswith("never-updates"):
+        chunks = [(0, 0)]  # an empty (0, L, d) update; the "never-updates" rank makes none at all
     return shard, chunks
 
 
@@ -54,8 +56,6 @@ def _run_scenarios(rank: int) -> dict:
     for name, (convention, *_rest) in SCENARIOS.items():
         metric = RMQM(convention=convention)
         shard, chunks = _shard(name, rank)
-        if name.endswith("never-updates") and len(shard) == 0:
-            chunks = []
         for start, stop in chunks:
             metric.update(shard[start:stop])
         with warnings.catch_warnings():
@@ -150,8 +150,6 @@ def _single_process(name: str) -> tuple[dict, dict]:
     metric = RMQM(convention=convention)
     for rank in range(WORLD_SIZE):
         shard, chunks = _shard(name, rank)
-        if name.endswith("never-updates") and len(shard) == 0:
-            chunks = []
         for start, stop in chunks:
             metric.update(shard[start:stop])
     with warnings.catch_warnings():

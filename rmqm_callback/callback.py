@@ -167,10 +167,8 @@ class RMQMCallback(Callback):
         )
 
     def _probe_for(self, trainer: pl.Trainer) -> Probe:
-        if self._probe is None:
+        if self._probe is None:  # an int probe whose validation data was not loaded at train start
             self._probe = probe_from_trainer(trainer, self.probe_size)  # type: ignore[arg-type]
-        elif type(self._probe) is not Probe:
-            self._probe = materialize(self._probe)
         if trainer.fast_dev_run:
             labels = None if self._probe.labels is None else self._probe.labels[: self.batch_size]
             return Probe(self._probe.inputs[: self.batch_size], labels)

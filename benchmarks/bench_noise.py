@@ -89,6 +89,23 @@ def run_case(name: str, n: int, repeats: int, batch_size: int, device: torch.dev
     }
 
 
+def _ratio_row(result: dict, times: dict) -> list:
+    """One table row of ``result`` from ``times`` (its wall times, or its ``cpu`` times)."""
+    gap = times["score"] - times["floor"]
+    return [
+        result["model"],
+        result["N"],
+        result["repeats"],
+        times["score"],
+        times["floor"],
+        times["score"] / times["floor"],
+        times["noise"],
+        f"{100 * times['noise'] / gap:.0f}%" if gap > 0 else "-",
+        times["naive"],
+        times["naive"] / times["score"],
+    ]
+
+
 def main() -> None:
     args = parser(__doc__.splitlines()[0]).parse_args()
     device = setup(args)
@@ -102,23 +119,6 @@ def main() -> None:
             print(done, flush=True)
     print(f"# load average at end: {load_average()}")
     print("\n## Noise, 100 levels: wall time (s, median; perf_counter) and ratios\n")
-    rows = []
-    for r in results:
-        gap = r["score"] - r["floor"]
-        rows.append(
-            [
-                r["model"],
-                r["N"],
-                r["repeats"],
-                r["score"],
-                r["floor"],
-                r["score"] / r["floor"],
-                r["noise"],
-                f"{100 * r['noise'] / gap:.0f}%" if gap > 0 else "-",
-                r["naive"],
-                r["naive"] / r["score"],
-            ]
-        )
     headers = [
         "model",
         "N",
@@ -131,27 +131,9 @@ def main() -> None:
         "naive",
         "speed-up vs naive",
     ]
-    print(table(headers, rows))
+    print(table(headers, [_ratio_row(r, r) for r in results]))
     print("\n## Same runs, process CPU time (s, median; time.process_time): the fair comparison on a loaded CPU\n")
-    rows = []
-    for r in results:
-        c = r["cpu"]
-        gap = c["score"] - c["floor"]
-        rows.append(
-            [
-                r["model"],
-                r["N"],
-                r["repeats"],
-                c["score"],
-                c["floor"],
-                c["score"] / c["floor"],
-                c["noise"],
-                f"{100 * c['noise'] / gap:.0f}%" if gap > 0 else "-",
-                c["naive"],
-                c["naive"] / c["score"],
-            ]
-        )
-    print(table(headers, rows))
+    print(table(headers, [_ratio_row(r, r["cpu"]) for r in results]))
     print("\n## Throughput (altered inputs per second) and agreement with the naive pipeline\n")
     rows = [
         [

@@ -14,6 +14,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from rmqm_callback import PGD, GaussianNoise, RMQMCallback, score
+from rmqm_callback.alterations import base as alteration_base
 from rmqm_callback.keys import CURVES_KEY, LOGGED_QUANTITIES, SECONDS_KEY, metric_key
 
 KEY = "rmqm/noise/RMQM"
@@ -438,28 +439,33 @@ def _train(tmp_path, module_class, with_callback, alteration, hook, probe_kind="
     return module, torch.get_rng_state(), snapshot.checked
 
 
-@pytest.mark.parametrize("alteration", [GaussianNoise(levels=6), PGD(levels=4)], ids=["noise", "pgd"])
-@pytest.mark.parametrize("hook", ["validation", "train"])
-def test_a_run_with_the_callback_trains_bit_identical_weights(tmp_path, alteration, hook):
+def assert_the_guest_leaves_the_run_bit_identical(tmp_path, alteration, hook, probe_kind="tensor"):
+    """Train 3 epochs without and with the callback: same weights, same global RNG state."""
     module_class = TinyEncoder if hook == "validation" else NoValidationEncoder
     plain, plain_rng, _ = _train(tmp_path, module_class, False, alteration, hook)
-    guest, guest_rng, checked = _train(tmp_path, module_class, True, alteration, hook)
+    guest, guest_rng, checked = _train(tmp_path, module_class, True, alteration, hook, probe_kind)
     assert checked == 3  # the snapshot compared state around every evaluation
     for (name, expected), (_, actual) in zip(plain.state_dict().items(), guest.state_dict().items()):
         assert torch.equal(expected, actual), name
     assert torch.equal(plain_rng, guest_rng)
 
 
+@pytest.mark.parametrize("alteration", [GaussianNoise(levels=6), PGD(levels=4)], ids=["noise", "pgd"])
+@pytest.mark.parametrize("hook", ["validation", "train"])
+def test_a_run_with_the_callback_trains_bit_identical_weights(tmp_path, alteration, hook):
+    assert_the_guest_leaves_the_run_bit_identical(tmp_path, alteration, hook)
+
+
+@pytest.mark.parametrize("hook", ["validation", "train"])
+def test_noise_made_ahead_on_a_helper_thread_leaves_the_run_bit_identical(tmp_path, monkeypatch, hook):
+    monkeypatch.setattr(alteration_base, "idle_cores", lambda: 1)  # as if torch left a core idle
+    assert_the_guest_leaves_the_run_bit_identical(tmp_path, GaussianNoise(levels=6), hook)
+
+
 @pytest.mark.parametrize("probe_kind", ["loader", "augmented-dataset", "int"])
 @pytest.mark.parametrize("hook", ["validation", "train"])
 def test_reading_any_kind_of_probe_leaves_the_run_bit_identical(tmp_path, probe_kind, hook):
-    module_class = TinyEncoder if hook == "validation" else NoValidationEncoder
-    plain, plain_rng, _ = _train(tmp_path, module_class, False, GaussianNoise(levels=6), hook)
-    guest, guest_rng, checked = _train(tmp_path, module_class, True, GaussianNoise(levels=6), hook, probe_kind)
-    assert checked == 3
-    for (name, expected), (_, actual) in zip(plain.state_dict().items(), guest.state_dict().items()):
-        assert torch.equal(expected, actual), name
-    assert torch.equal(plain_rng, guest_rng)
+    assert_the_guest_leaves_the_run_bit_identical(tmp_path, GaussianNoise(levels=6), hook, probe_kind)
 
 
 class CountsSteps(TinyEncoder):

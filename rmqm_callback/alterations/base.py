@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from rmqm_callback._checks import check_int
+from rmqm_callback.alterations._ahead import idle_cores, made_ahead
 from rmqm_callback.encoder import Encoder
 from rmqm_callback.probe import ProbeBatch
 
@@ -64,6 +65,12 @@ class Alteration(ABC):
 class InputAlteration(Alteration):
     """An alteration of inputs alone; subclasses implement :meth:`alter`.
 
+    Attributes:
+        pure: ``alter`` is a function of its arguments alone (no global random number stream, no
+            shared mutable state), so on a CPU with a core that torch's intra-op threads leave
+            idle the next levels are altered on a helper thread while the model embeds the current
+            ones. Same numbers either way. ``False`` by default; :class:`GaussianNoise` sets it.
+
     Example:
         >>> import torch
         >>> class Dim(InputAlteration):
@@ -91,16 +98,34 @@ class InputAlteration(Alteration):
     def check_inputs(self, inputs: Tensor, indices: Tensor) -> None:
         """Raise if ``inputs`` (probes ``indices``) are outside this alteration's contract (once per batch)."""
 
+    pure: bool = False
+
     def trajectory(self, batch: ProbeBatch, encoder: Encoder, max_batch_size: int) -> Iterator[Tensor]:
         """Embed the levels of ``batch``, several levels per forward pass, under inference mode."""
         self.check_inputs(batch.inputs, batch.indices)
         n = batch.inputs.shape[0]
         group = max(1, max_batch_size // max(n, 1))
-        for first in range(0, self.levels, group):
-            levels = range(first, min(first + group, self.levels))
-            # the grad mode is set around the work, never around a yield (it would leak to the caller)
+        groups = [range(first, min(first + group, self.levels)) for first in range(0, self.levels, group)]
+
+        def altered_group(levels: range) -> Tensor:
+            # grad mode is thread-local and set around the work, never around a yield (it would leak)
             with torch.inference_mode():
                 parts = [self.alter(batch.inputs, batch.indices, level) for level in levels]
-                altered = parts[0] if len(parts) == 1 else torch.cat(parts)
+                return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+        if self._alters_ahead(batch.inputs.device) and len(groups) > 1:
+            altered_groups = made_ahead(altered_group, groups)
+        else:
+            altered_groups = map(altered_group, groups)
+        for altered in altered_groups:
+            with torch.inference_mode():
                 representations = encoder(altered).split(n)
             yield from representations
+
+    def _alters_ahead(self, device: torch.device) -> bool:
+        """Whether to alter the next levels on a helper thread (see :attr:`pure`).
+
+        CPU only: on an accelerator the alteration's kernels already run asynchronously, and a
+        helper thread would not share the caller's current stream.
+        """
+        return self.pure and device.type == "cpu" and idle_cores() > 0

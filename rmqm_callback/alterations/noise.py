@@ -59,6 +59,7 @@ class GaussianNoise(InputAlteration):
     """
 
     name = "noise"
+    pure = True  # private generators, keyed by probe and level: safe to run ahead on a helper thread
 
     def __init__(
         self, levels: int = 100, max_std: float = 1.0, clip: tuple[float, float] | None = (0.0, 1.0), seed: int = 0

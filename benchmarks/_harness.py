@@ -20,6 +20,7 @@ try:  # an installed package or PYTHONPATH wins (to benchmark a patched copy); e
 except ImportError:
     sys.path.append(str(ROOT))
     rmqm_callback = importlib.import_module("rmqm_callback")
+idle_cores = importlib.import_module("rmqm_callback.alterations._ahead").idle_cores
 
 
 def parser(description: str) -> argparse.ArgumentParser:
@@ -49,7 +50,7 @@ def setup(args: argparse.Namespace) -> torch.device:
 def machine_header(device: torch.device, args: argparse.Namespace) -> str:
     lines = [
         f"# machine: {platform.machine()} {platform.processor() or ''}".rstrip(),
-        f"# cpu count: {os.cpu_count()}, torch threads: {torch.get_num_threads()}",
+        f"# cpu count: {os.cpu_count()}, torch threads: {torch.get_num_threads()}, idle cores: {idle_cores()}",
         f"# python {platform.python_version()}, torch {torch.__version__}, device: {device}",
         f"# rmqm_callback from: {Path(rmqm_callback.__file__).parent}",
         f"# mode: {'quick' if args.quick else 'full'}, batch size {args.batch_size}",

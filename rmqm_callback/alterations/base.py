@@ -70,6 +70,7 @@ class InputAlteration(Alteration):
             shared mutable state), so on a CPU with a core that torch's intra-op threads leave
             idle the next levels are altered on a helper thread while the model embeds the current
             ones. Same numbers either way. ``False`` by default; :class:`GaussianNoise` sets it.
+            Set it to ``False`` on an instance to keep its alterations on the caller's thread.
 
     Example:
         >>> import torch

@@ -199,3 +199,22 @@ def test_an_error_while_altering_ahead_reaches_the_caller_and_restores_the_model
     assert _modes(model) == modes
     assert torch.equal(torch.get_rng_state(), rng)
     assert not _ahead_threads()
+
+
+@pytest.mark.usefixtures("idle_core")
+def test_an_error_in_the_forward_pass_ends_the_helper_at_once():
+    model = _mixed_model(fail_on_call=3)
+    with pytest.raises(RuntimeError, match="boom inside forward") as raised:
+        score(model, _inputs(10), GaussianNoise(levels=6), batch_size=2)
+    assert raised.traceback  # the frames (and the trajectory in them) are still referenced here
+    assert not _ahead_threads()
+
+
+@pytest.mark.usefixtures("idle_core")
+def test_a_trajectory_left_early_ends_the_helper():
+    batch = ProbeBatch(torch.arange(4), _inputs(4), None)
+    trajectory = GaussianNoise(levels=9).trajectory(batch, Encoder(_mlp()), max_batch_size=4)
+    next(trajectory)
+    assert _ahead_threads()
+    trajectory.close()
+    assert not _ahead_threads()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from contextlib import closing
 
 import torch
 from torch import Tensor
@@ -85,6 +86,8 @@ class InputAlteration(Alteration):
 
     """
 
+    pure: bool = False
+
     @abstractmethod
     def alter(self, inputs: Tensor, indices: Tensor, level: int) -> Tensor:
         """Return ``inputs`` altered to ``level`` (``level`` 0 must return them unchanged).
@@ -98,8 +101,6 @@ class InputAlteration(Alteration):
 
     def check_inputs(self, inputs: Tensor, indices: Tensor) -> None:
         """Raise if ``inputs`` (probes ``indices``) are outside this alteration's contract (once per batch)."""
-
-    pure: bool = False
 
     def trajectory(self, batch: ProbeBatch, encoder: Encoder, max_batch_size: int) -> Iterator[Tensor]:
         """Embed the levels of ``batch``, several levels per forward pass, under inference mode."""
@@ -117,11 +118,12 @@ class InputAlteration(Alteration):
         if self._alters_ahead(batch.inputs.device) and len(groups) > 1:
             altered_groups = made_ahead(altered_group, groups)
         else:
-            altered_groups = map(altered_group, groups)
-        for altered in altered_groups:
-            with torch.inference_mode():
-                representations = encoder(altered).split(n)
-            yield from representations
+            altered_groups = (altered_group(levels) for levels in groups)
+        with closing(altered_groups):  # an error or an early stop ends the helper thread now, not at gc
+            for altered in altered_groups:
+                with torch.inference_mode():
+                    representations = encoder(altered).split(n)
+                yield from representations
 
     def _alters_ahead(self, device: torch.device) -> bool:
         """Whether to alter the next levels on a helper thread (see :attr:`pure`).

@@ -287,6 +287,27 @@ def test_float32_matches_float64(n, levels, d, seed, convention, normalize):
     assert_matches(b, a, keys, rel=1e-5)
 
 
+@pytest.mark.parametrize("convention", ["paper", "reference"])
+@pytest.mark.parametrize("normalize", [True, False])
+def test_float32_embeddings_with_tiny_steps_are_measured_exactly(convention, normalize):
+    # steps of 3e-5 of the norm: normalising or subtracting in float32 would move P_RC by ~4e-5
+    x32 = trajectories(64, 100, 32, seed=0, step=3e-5).float()
+    result = rmqm(x32, convention=convention, normalize=normalize)
+    keys = ("RMQM", "D", "D_RC", "P_RC", "D_se", "D_RC_se", "P_RC_se")
+    assert_matches(result, rmqm(x32.double(), convention=convention, normalize=normalize), keys, rel=0)
+    assert_matches(result, reference_rmqm(x32.double().numpy(), convention, normalize), keys[:4], rel=1e-9)
+
+
+@pytest.mark.parametrize(("scale", "dtype"), [(1e-30, torch.float32), (1e-160, torch.float64), (1e160, torch.float64)])
+def test_representations_of_extreme_magnitude_are_normalised_exactly(scale, dtype):
+    # the squares of these norms underflow or overflow: normalising must not take them directly
+    x = trajectories(6, 5, 4, seed=3)
+    expected = rmqm(x)
+    scaled = rmqm((x * scale).to(dtype))
+    tolerance = 1e-6 if dtype == torch.float32 else 1e-12
+    assert_matches(scaled, expected, ("RMQM", "D", "D_RC", "P_RC"), rel=tolerance)
+
+
 # ------------------------------------------------------------------ bad input
 
 

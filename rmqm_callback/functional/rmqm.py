@@ -83,16 +83,29 @@ def _check_embeddings(embeddings: Tensor) -> None:
 
 
 def prepare_embeddings(embeddings: Tensor, normalize: bool) -> Tensor:
-    """Cast half-precision embeddings to float32 and L2-normalise the last dimension if asked.
+    """The embeddings in float64, L2-normalised along the last dimension if asked.
 
-    Every non-zero vector gets unit length, however small its norm; a zero vector stays zero.
+    Distances are measured in float64 whatever the model's precision, so a float32 model's
+    results differ from exact arithmetic on its float32 embeddings by float64 rounding only (the
+    spike terms divide by small steps). Each vector is divided by its largest magnitude before
+    its norm is taken, so every non-zero vector gets unit length however small or large it is
+    (the squares neither underflow nor overflow); a zero vector stays zero.
+
+    Example:
+        >>> import torch
+        >>> tiny = torch.tensor([[3e-30, 4e-30], [0.0, 0.0]])  # its squares underflow in float32
+        >>> prepare_embeddings(tiny, normalize=True)
+        tensor([[0.6000, 0.8000],
+                [0.0000, 0.0000]], dtype=torch.float64)
+
     """
-    if embeddings.dtype not in (torch.float32, torch.float64):
-        embeddings = embeddings.float()
+    embeddings = embeddings.to(torch.float64)
     if not normalize:
         return embeddings
-    norm = torch.linalg.vector_norm(embeddings, dim=-1, keepdim=True)
-    return torch.where(norm > 0, embeddings / norm, embeddings)
+    largest = embeddings.abs().amax(dim=-1, keepdim=True)
+    scaled = embeddings / torch.where(largest > 0, largest, torch.ones_like(largest))
+    norm = torch.linalg.vector_norm(scaled, dim=-1, keepdim=True)
+    return torch.where(norm > 0, scaled / norm, scaled)
 
 
 def _trajectory_distances(embeddings: Tensor, normalize: bool) -> tuple[Tensor, Tensor]:
@@ -220,14 +233,18 @@ def _component(stats: dict[str, Tensor], prefix: str) -> tuple[Tensor, Tensor]:
     return torch.where(nothing_left, torch.full_like(mean, math.inf), mean), se
 
 
-def _warn_if_infinite(result: dict[str, Tensor]) -> None:
+def _warn_if_infinite(result: dict[str, Tensor], convention: str) -> None:
     num_probes = int(result["num_probes"])
+    why = (
+        "every relative-change term had a zero denominator"
+        if convention == "paper"
+        else "each had a relative-change term that is not finite (a zero denominator)"
+    )
     for name in ("D_RC", "P_RC"):
         if int(result[f"{name}_left_out"]) == num_probes:
             warnings.warn(
-                f"All {num_probes} probes were left out of {name} because every relative-change term had a"
-                f" zero denominator: the representation has collapsed (altered inputs map to the same point)."
-                f" {name} is +inf and adds 0 to RMQM.",
+                f"All {num_probes} probes were left out of {name} because {why}: the representation has"
+                f" collapsed (altered inputs map to the same point). {name} is +inf and adds 0 to RMQM.",
                 RMQMCollapseWarning,
                 stacklevel=3,
             )
@@ -267,7 +284,7 @@ def _rmqm_compute(stats: dict[str, Tensor], convention: str = "paper") -> dict[s
     if convention == "reference":
         result["D_prev"] = d_prev
         result["D_prev_se"] = d_prev_se
-    _warn_if_infinite(result)
+    _warn_if_infinite(result, convention)
     return result
 
 
@@ -294,7 +311,8 @@ def rmqm(embeddings: Tensor, *, convention: str = "paper", normalize: bool = Tru
 
     For probe :math:`i` and level :math:`j = 1..J` let :math:`d^o_{ij} = \|\phi_{i0}-\phi_{ij}\|`
     and :math:`d^p_{ij} = \|\phi_{i,j-1}-\phi_{ij}\|` (after L2-normalising each
-    :math:`\phi` when ``normalize``). In the ``"paper"`` convention (eqs. 1-4):
+    :math:`\phi` when ``normalize``). In the ``"paper"`` convention (eqs. 1-4), written for the
+    case where every term exists:
 
     .. math::
 

@@ -54,6 +54,13 @@ class Alteration(ABC):
 
         """
 
+    def check_inputs(self, inputs: Tensor, indices: Tensor) -> None:
+        """Raise if ``inputs`` (probes ``indices``) are outside this alteration's contract (once per batch).
+
+        Accepts everything unless a subclass states a contract.
+        """
+        return None
+
     def __repr__(self) -> str:
         settings = ", ".join(f"{key}={value!r}" for key, value in self._settings().items())
         return f"{type(self).__name__}({settings})"
@@ -99,8 +106,6 @@ class InputAlteration(Alteration):
 
         """
 
-    def check_inputs(self, inputs: Tensor, indices: Tensor) -> None:
-        """Raise if ``inputs`` (probes ``indices``) are outside this alteration's contract (once per batch)."""
 
     def trajectory(self, batch: ProbeBatch, encoder: Encoder, max_batch_size: int) -> Iterator[Tensor]:
         """Embed the levels of ``batch``, several levels per forward pass, under inference mode."""

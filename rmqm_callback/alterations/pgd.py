@@ -118,9 +118,13 @@ class PGD(Alteration):
             )
         return self.loss(output, clean, labels).sum()
 
+    def check_inputs(self, inputs: Tensor, indices: Tensor) -> None:
+        """Inputs must be finite, floating and, when clipping, inside ``clip``."""
+        check_alteration_inputs(inputs, self.clip, "PGD", indices)
+
     def iterates(self, batch: ProbeBatch, encoder: Encoder) -> Iterator[tuple[Tensor, Tensor]]:
         """Yield ``(x_j, representation_j)`` for ``j = 0..L-1`` (both detached)."""
-        check_alteration_inputs(batch.inputs, self.clip, "PGD", batch.indices)
+        self.check_inputs(batch.inputs, batch.indices)
         if self.loss is None and batch.inputs.shape[0] == 1:
             warnings.warn(
                 f"PGD's default contrastive loss needs at least 2 probes per batch; probe"

@@ -26,8 +26,13 @@ def _first_samples(loader: DataLoader, count: int) -> Probe:
     dataset = loader.dataset
     if isinstance(dataset, IterableDataset) or not hasattr(dataset, "__len__"):
         return materialize(LoaderProbe(loader), limit=count)
-    # the dataset itself, in order: the loader may shuffle or be sharded per process
-    return materialize(DatasetProbe(Subset(dataset, range(min(count, len(dataset))))))
+    # the dataset itself, in order (the loader may shuffle or be sharded per process), batched by
+    # the loader's own collate_fn, so the probe is what the model sees (e.g. uint8 -> float)
+    first = Subset(dataset, range(min(count, len(dataset))))
+    if loader.batch_size is None:  # no automatic batching: items are already batches, or collate per item
+        return materialize(DatasetProbe(first))
+    ordered = DataLoader(first, batch_size=loader.batch_size, shuffle=False, collate_fn=loader.collate_fn)
+    return materialize(LoaderProbe(ordered))
 
 
 def probe_from_trainer(trainer: pl.Trainer, count: int) -> Probe:

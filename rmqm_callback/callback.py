@@ -16,7 +16,13 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_warn
 from torch import Tensor
 from typing_extensions import override
 
-from rmqm_callback._callback_checks import RESULT_KEYS, check_monitors, named_alterations
+from rmqm_callback._callback_checks import (
+    RESULT_KEYS,
+    check_distinct_keys,
+    check_monitors,
+    check_strategy,
+    named_alterations,
+)
 from rmqm_callback._checks import check_bool, check_convention, check_int
 from rmqm_callback._plotting import matplotlib_available, plot_curves
 from rmqm_callback._progress import progress_bar
@@ -32,8 +38,9 @@ from rmqm_callback.scoring import ProgressHook, accumulate, guest_of
 class RMQMCallback(Callback):
     r"""Measure the representation manifold's quality (RMQM) at epoch ends, with no labels.
 
-    At the end of every ``every_n_epochs``-th validation epoch (at the end of the training
-    epoch when the run has no validation; never during the sanity check) the callback alters a
+    At the end of validation in every epoch ``e`` with ``(e + 1) % every_n_epochs == 0`` (at the
+    end of the training epoch when the run does not validate or that validation had no batches;
+    never during the sanity check; every epoch under ``fast_dev_run``) the callback alters a
     fixed probe set with each alteration, embeds every level on ``pl_module.device`` in eval
     mode, and logs through ``pl_module.log``, so every logger, ``trainer.callback_metrics``,
     ``EarlyStopping`` and ``ModelCheckpoint`` see ``{prefix}/{name}/RMQM``, ``/D``, ``/D_RC``,
@@ -63,7 +70,10 @@ class RMQMCallback(Callback):
         progress: show a progress bar on process 0; ``None`` follows the trainer's progress bar.
 
     Raises:
-        TypeError / ValueError: a bad argument; the message names it.
+        TypeError / ValueError: a bad argument; the message names it. At the start of ``fit``,
+            before training: a probe outside an alteration's input contract, a model output the
+            ``embed`` rule cannot make ``(batch, d)``, a sharded strategy, another
+            ``RMQMCallback`` logging the same keys, or a monitor that would miss RMQM's epochs.
 
     Example::
 
@@ -117,6 +127,12 @@ class RMQMCallback(Callback):
         self.progress = progress
         self.last_results: dict[str, dict[str, float]] = {}
         self._metrics = {name: RMQM(convention=convention, normalize=normalize) for name in self.alterations}
+        self._evaluated_epoch: int | None = None
+
+    @property
+    def key_prefixes(self) -> set[str]:
+        """``{prefix}/{name}`` of every alteration: the start of every key this callback logs."""
+        return {f"{self.prefix}/{name}" for name in self.alterations}
 
     @property
     @override
@@ -124,6 +140,7 @@ class RMQMCallback(Callback):
         return self._generate_state_key(prefix=self.prefix, alterations=self._settings()["alterations"])
 
     def _settings(self) -> dict[str, Any]:
+        """The configuration saved in checkpoints (and compared on resume, see :meth:`_comparable`)."""
         return {
             "alterations": {name: repr(alt) for name, alt in self.alterations.items()},
             "every_n_epochs": self.every_n_epochs,
@@ -133,10 +150,24 @@ class RMQMCallback(Callback):
             "prefix": self.prefix,
         }
 
+    def _comparable(self, settings: dict[str, Any]) -> dict[str, Any]:
+        """The settings that change the logged values: not ``every_n_epochs``; ``batch_size`` only for PGD."""
+        batch_matters = not all(isinstance(alteration, InputAlteration) for alteration in self.alterations.values())
+        ignored = {"every_n_epochs"} | (set() if batch_matters else {"batch_size"})
+        return {key: value for key, value in settings.items() if key not in ignored}
+
     @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage == "fit":
-            check_monitors(trainer.callbacks, self.every_n_epochs, self.prefix)  # type: ignore[attr-defined]
+            check_strategy(trainer.strategy)
+            check_distinct_keys(trainer.callbacks, self, self.key_prefixes)  # type: ignore[attr-defined]
+            check_monitors(
+                trainer.callbacks,  # type: ignore[attr-defined]
+                self.every_n_epochs,
+                self.prefix,
+                trainer.check_val_every_n_epoch,
+                trainer.enable_validation,
+            )
             Encoder(pl_module, embed=self.embed, preprocess=self.preprocess)  # a wrong submodule name fails now
 
     @override
@@ -148,6 +179,18 @@ class RMQMCallback(Callback):
             self._probe = probe_from_trainer(trainer, self.probe_size)  # type: ignore[arg-type]
         elif self._probe is not None:
             self._probe = materialize(self._probe)  # a Dataset or DataLoader is read once, here
+        if self._probe is not None:
+            self._check_probe(trainer, pl_module, self._probe)
+
+    def _check_probe(self, trainer: pl.Trainer, pl_module: pl.LightningModule, probe: Probe) -> None:
+        """Fail before the first epoch, not after it: the alterations' input checks and one guest forward pass."""
+        for alteration in self.alterations.values():
+            alteration.check_inputs(probe.inputs, torch.arange(len(probe)))
+        first = trainer.precision_plugin.convert_input(probe.inputs[:2]).to(pl_module.device)
+        encoder = Encoder(pl_module, embed=self.embed, preprocess=self.preprocess)
+        with guest_of(pl_module, pl_module.device), trainer.precision_plugin.val_step_context():
+            with torch.inference_mode():
+                encoder(first)
 
     @override
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -156,14 +199,21 @@ class RMQMCallback(Callback):
 
     @override
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not trainer.enable_validation and self._due(trainer):
+        # (validation at the epoch's end has already run): the run does not validate, or this
+        # epoch's validation had no batches (an empty validation set)
+        validation_due = isinstance(trainer.check_val_every_n_epoch, int) and (
+            (trainer.current_epoch + 1) % trainer.check_val_every_n_epoch == 0
+        )
+        missed = not trainer.enable_validation or (validation_due and self._evaluated_epoch != trainer.current_epoch)
+        if missed and self._due(trainer):
             self._evaluate(trainer, pl_module)
 
     def _due(self, trainer: pl.Trainer) -> bool:
+        every_n_epochs = 1 if trainer.fast_dev_run else self.every_n_epochs  # a smoke test runs everything
         return (
             trainer.state.fn == "fit"
             and not trainer.sanity_checking
-            and (trainer.current_epoch + 1) % self.every_n_epochs == 0
+            and (trainer.current_epoch + 1) % every_n_epochs == 0
         )
 
     def _probe_for(self, trainer: pl.Trainer) -> Probe:
@@ -175,6 +225,7 @@ class RMQMCallback(Callback):
         return self._probe
 
     def _evaluate(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._evaluated_epoch = trainer.current_epoch
         probe = self._probe_for(trainer)
         probe = Probe(trainer.precision_plugin.convert_input(probe.inputs), probe.labels)
         encoder = Encoder(pl_module, embed=self.embed, preprocess=self.preprocess)
@@ -227,7 +278,8 @@ class RMQMCallback(Callback):
                 f"RMQMCallback[{name}]: the model gave non-finite (NaN/inf) representations for {skipped} probes"
                 " (have the weights diverged?); logging NaN for this evaluation."
             )
-            results = {key: torch.tensor(math.nan, dtype=torch.float64) for key in RESULT_KEYS}
+            # on the module's device: Lightning syncs logged tensors where they are (NCCL needs the GPU)
+            results = {key: torch.tensor(math.nan, dtype=torch.float64, device=pl_module.device) for key in RESULT_KEYS}
             curves = None
         else:
             results = metric.compute()  # collective under DDP: every process calls it
@@ -256,6 +308,19 @@ class RMQMCallback(Callback):
                 " of a spike component (zero distances between levels): part of the representation has collapsed."
             )
 
+    def _same_probe(self, saved: Probe) -> bool:
+        """Whether ``saved`` is the probe this callback was given (an int probe: of that many samples)."""
+        if self._probe is None:
+            return self.probe_size is None or self.probe_size == len(saved)
+        if type(self._probe) is not Probe:  # a Dataset or DataLoader: not read yet, compared by size only
+            return False
+        given = self._probe
+        same_labels = (given.labels is None) == (saved.labels is None) and (
+            given.labels is None or torch.equal(given.labels.cpu(), saved.labels)  # type: ignore[union-attr]
+        )
+        same_inputs = given.inputs.shape == saved.inputs.shape and torch.equal(given.inputs.cpu(), saved.inputs)
+        return same_inputs and same_labels
+
     def _progress_bar(self, trainer: pl.Trainer, name: str) -> ProgressHook | None:
         wanted = trainer.progress_bar_callback is not None if self.progress is None else self.progress
         return progress_bar(f"RMQM {name}") if wanted and trainer.is_global_zero else None
@@ -274,10 +339,16 @@ class RMQMCallback(Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         inputs = state_dict.get("probe_inputs")
         if inputs is not None:
-            self._probe = Probe(inputs, state_dict.get("probe_labels"))
+            saved_probe = Probe(inputs, state_dict.get("probe_labels"))
+            if not self._same_probe(saved_probe):
+                rank_zero_warn(
+                    f"RMQMCallback: resuming with the checkpoint's probe ({len(saved_probe)} samples), not the"
+                    f" probe passed to this callback, so that the values stay comparable across the run."
+                )
+            self._probe = saved_probe
         self.last_results = dict(state_dict.get("last_results", {}))
         saved = state_dict.get("settings")
-        if saved is not None and saved != self._settings():
+        if saved is not None and self._comparable(saved) != self._comparable(self._settings()):
             rank_zero_warn(
                 f"RMQMCallback: the checkpoint was saved with settings {saved}, this callback has"
                 f" {self._settings()}; the values logged after resuming are not comparable with the earlier ones."

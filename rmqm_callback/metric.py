@@ -11,6 +11,7 @@ from torchmetrics import Metric
 from torchmetrics.utilities.distributed import gather_all_tensors
 
 from rmqm_callback._checks import check_bool, check_convention
+from rmqm_callback.functional._moments import merge_moments
 from rmqm_callback.functional.rmqm import (
     LEVEL_STATES,
     SCALAR_STATES,
@@ -41,10 +42,11 @@ def _check_distances(distances: Any) -> tuple[Tensor, Tensor]:
 class RMQM(Metric):
     r"""Representation Manifold Quality Metric, accumulated over chunks of trajectories.
 
-    ``update`` takes chunks of whole trajectories ``(n, L, d)`` (level 0 unaltered) and adds
-    their per-probe statistics to running sums (``dist_reduce_fx="sum"``): memory does not grow
-    with the number of probes, and the result is the same for any chunking, probe order or
-    number of processes. ``compute`` returns the same dictionary as
+    ``update`` takes chunks of whole trajectories ``(n, L, d)`` (level 0 unaltered) and merges
+    their per-probe statistics into running moments ``(count, sum, M2)`` (``dist_reduce_fx`` is
+    Chan et al.'s pairwise merge, so standard errors stay exact even when probes agree to many
+    digits): memory does not grow with the number of probes, and the result is the same for any
+    chunking, probe order or number of processes. ``compute`` returns the same dictionary as
     :func:`rmqm_callback.functional.rmqm`; :meth:`curves` returns the per-level mean curves
     (paper figures 2, 5, 6, 7) and :meth:`plot` draws them.
 
@@ -88,10 +90,10 @@ class RMQM(Metric):
         self.convention = check_convention(convention)
         self.normalize = check_bool("normalize", normalize)
         for name in SCALAR_STATES:
-            self.add_state(name, default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+            self.add_state(name, default=torch.zeros(3, dtype=torch.float64), dist_reduce_fx=merge_moments)
         for name in LEVEL_STATES:
-            # shape (J,) is known at the first update; a process that never updated syncs zeros
-            self.add_state(name, default=torch.zeros(0, dtype=torch.float64), dist_reduce_fx="sum")
+            # shape (3, J): J is known at the first update; a process that never updated syncs zeros
+            self.add_state(name, default=torch.zeros(3, 0, dtype=torch.float64), dist_reduce_fx=merge_moments)
 
     def update(self, embeddings: Tensor | None = None, *, distances: tuple[Tensor, Tensor] | None = None) -> None:
         """Add a chunk of trajectories.
@@ -105,7 +107,7 @@ class RMQM(Metric):
         """
         if (embeddings is None) == (distances is None):
             raise ValueError("Pass exactly one of `embeddings` or `distances` to RMQM.update.")
-        dtype = self.num_probes.dtype
+        dtype = self.d_moments.dtype
         if embeddings is not None:
             stats = _rmqm_update(embeddings, self.convention, self.normalize, dtype=dtype)
         else:
@@ -123,7 +125,7 @@ class RMQM(Metric):
         return super().forward(embeddings, distances=distances)
 
     def _check_num_steps(self, num_steps: int) -> None:
-        current = self.do_level_sum.shape[0]
+        current = self.do_level_moments.shape[1]
         if current not in (0, num_steps):
             raise ValueError(
                 f"RMQM got trajectories of L={num_steps + 1} levels, but earlier updates had"
@@ -131,24 +133,25 @@ class RMQM(Metric):
             )
 
     def _add_statistics(self, stats: dict[str, Tensor]) -> None:
-        current = self.do_level_sum.shape[0]
-        self._check_num_steps(stats["do_level_sum"].shape[0])
-        for name in SCALAR_STATES:
-            setattr(self, name, getattr(self, name) + stats[name].to(self.num_probes.device))
-        for name in LEVEL_STATES:
-            value = stats[name].to(self.num_probes.device)
-            setattr(self, name, value if current == 0 else getattr(self, name) + value)
+        current = self.do_level_moments.shape[1]
+        self._check_num_steps(stats["do_level_moments"].shape[1])
+        for name in SCALAR_STATES + LEVEL_STATES:
+            value = stats[name].to(self.d_moments.device)
+            if name in LEVEL_STATES and current == 0:
+                setattr(self, name, value)
+            else:
+                setattr(self, name, merge_moments(torch.stack([getattr(self, name), value])))
 
     def _reduce_states(self, incoming_state: dict[str, Any]) -> None:
-        """Add ``incoming_state`` (in ``forward`` and ``merge_state``) to this metric's state.
+        """Merge ``incoming_state`` (in ``forward`` and ``merge_state``) into this metric's state.
 
         Per-level states start empty (``J`` is known at the first update), so an empty side takes
         the other side's shape instead of failing to broadcast.
         """
-        incoming_steps = incoming_state["do_level_sum"].shape[0]
+        incoming_steps = incoming_state["do_level_moments"].shape[1]
         if incoming_steps > 0:
             self._check_num_steps(incoming_steps)
-        num_steps = self.do_level_sum.shape[0]
+        num_steps = self.do_level_moments.shape[1]
         incoming_state = dict(incoming_state)
         for name in LEVEL_STATES:
             if incoming_steps == 0:
@@ -162,16 +165,16 @@ class RMQM(Metric):
 
         def gather_levels(tensor: Tensor, group: Any = None) -> list[Tensor]:
             parts = dist_sync_fn(tensor, group=group)
-            if tensor.ndim != 1:
+            if tensor.ndim != 2:  # (3,) moments
                 return parts
-            sizes = {part.shape[0] for part in parts} - {0}
+            sizes = {part.shape[1] for part in parts} - {0}
             if len(sizes) > 1:
                 raise ValueError(
                     f"RMQM processes hold trajectories of different numbers of levels ({sorted(sizes)} steps):"
                     " every process must use the same alteration."
                 )
             size = sizes.pop() if sizes else 0
-            return [part if part.shape[0] == size else part.new_zeros(size) for part in parts]
+            return [part if part.shape[1] == size else part.new_zeros(3, size) for part in parts]
 
         super()._sync_dist(gather_levels, process_group)
 
@@ -195,7 +198,7 @@ class RMQM(Metric):
         with self.sync_context(
             dist_sync_fn=self.dist_sync_fn, should_sync=self._to_sync, should_unsync=self._should_unsync
         ):
-            if self.do_level_sum.shape[0] == 0:
+            if self.do_level_moments.shape[1] == 0:
                 raise ValueError("RMQM.curves() needs at least one update with trajectories.")
             return {key: value.clone() for key, value in _rmqm_curves(self._statistics()).items()}
 

@@ -26,21 +26,18 @@ def _same(a: float, b: float, rel: float, abs_tol: float = 0.0) -> bool:
 
 
 def assert_matches(result: dict, expected: dict, keys, rel: float, abs_tol: float = 0.0) -> None:
-    """Every key within ``rel`` (``abs_tol``); standard errors compared as variances.
+    """Every key within ``rel`` (``abs_tol``).
 
-    A standard error comes from sums of values and of squares (the metric's states), so its square
-    is exact only to a few ulps of the component's mean square: that is the absolute tolerance.
+    A standard error that should be 0 (probes that agree exactly) is computed from deviations
+    of rounded per-probe values: it may be a few ulps of its component's mean instead.
     """
     assert set(keys) <= set(result), f"missing keys {set(keys) - set(result)}"
     for key in keys:
         got, want = float(result[key]), float(expected[key])
-        if key.endswith("_se") and math.isfinite(got) and math.isfinite(want):
-            mean_square = float(expected[key[: -len("_se")]]) ** 2
-            assert math.isclose(got**2, want**2, rel_tol=rel, abs_tol=1e-13 * mean_square), (
-                f"{key}: got {got!r}, expected {want!r}"
-            )
-            continue
-        assert _same(got, want, rel, abs_tol), f"{key}: got {got!r}, expected {want!r}"
+        tolerance = abs_tol
+        if key.endswith("_se") and math.isfinite(want):
+            tolerance = max(abs_tol, 1e-15 * abs(float(expected[key[: -len("_se")]])))
+        assert _same(got, want, rel, tolerance), f"{key}: got {got!r}, expected {want!r}"
 
 
 def trajectories(
@@ -306,6 +303,31 @@ def test_representations_of_extreme_magnitude_are_normalised_exactly(scale, dtyp
     scaled = rmqm((x * scale).to(dtype))
     tolerance = 1e-6 if dtype == torch.float32 else 1e-12
     assert_matches(scaled, expected, ("RMQM", "D", "D_RC", "P_RC"), rel=tolerance)
+
+
+def nearly_identical(n: int, spread: float, *, scale: float = 1.0, seed: int = 0) -> torch.Tensor:
+    """``n`` copies of one trajectory (times ``scale``) moved apart by ``spread``: values agree to many digits."""
+    g = torch.Generator().manual_seed(seed)
+    one = trajectories(1, 6, 4, seed=seed) * scale
+    return one.repeat(n, 1, 1) + spread * scale * torch.randn(n, 6, 4, generator=g, dtype=torch.float64)
+
+
+SE_KEYS = ("D_se", "D_RC_se", "P_RC_se")
+
+
+@pytest.mark.parametrize("convention", ["paper", "reference"])
+@pytest.mark.parametrize(("spread", "scale", "normalize"), [(1e-9, 1.0, True), (1e-9, 1e4, False), (0.0, 1.0, True)])
+def test_standard_errors_of_probes_that_agree_to_many_digits(convention, spread, scale, normalize):
+    # sums of squares minus squared sums lose every digit here (SE of identical probes came out ~1e-8)
+    x = nearly_identical(50, spread, scale=scale)
+    result = rmqm(x, convention=convention, normalize=normalize)
+    expected = reference_rmqm(x.numpy(), convention, normalize)
+    if spread == 0:
+        for key in SE_KEYS:
+            assert float(result[key]) <= 1e-15 * abs(float(result[key[:-3]])), key
+    else:
+        assert all(float(result[key]) > 0 for key in SE_KEYS)
+        assert_matches(result, expected, SE_KEYS, rel=1e-6)
 
 
 # ------------------------------------------------------------------ bad input

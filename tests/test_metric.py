@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from reference_impl import distance_series, reference_curves, reference_rmqm
-from test_functional import KEYS, assert_matches, trajectories
+from test_functional import KEYS, SE_KEYS, assert_matches, nearly_identical, trajectories
 
 from rmqm_callback import RMQM, RMQMCollapseWarning
 from rmqm_callback.functional import rmqm
@@ -109,7 +109,7 @@ def test_states_are_float64_and_do_not_grow_with_probes():
     metric.update(trajectories(300, 5, 4, seed=1, dtype=torch.float32))
     assert {name: tuple(value.shape) for name, value in metric.metric_state.items()} == sizes
     assert all(value.dtype == torch.float64 for value in metric.metric_state.values())
-    assert max(math.prod(shape) for shape in sizes.values()) == 4  # (J,) at most
+    assert max(math.prod(shape) for shape in sizes.values()) == 3 * 4  # (count, sum, M2) x J at most
 
 
 def test_update_with_distances_equals_update_with_embeddings():
@@ -152,6 +152,24 @@ def chunked_case(draw):
     return x, [(bounds[k], bounds[k + 1]) for k in range(len(bounds) - 1)]
 
 
+@pytest.mark.parametrize("chunk_sizes", [(50,), (1,) * 50, (7, 1, 20, 0, 22), (25, 25)])
+def test_standard_errors_stay_exact_across_chunks_of_nearly_identical_probes(chunk_sizes):
+    # merging chunk moments must not subtract large, nearly equal sums either
+    x = nearly_identical(50, 1e-9)[torch.randperm(50, generator=torch.Generator().manual_seed(1))]
+    metric = RMQM()
+    start = 0
+    for size in chunk_sizes:
+        metric.update(x[start : start + size])
+        start += size
+    result = metric.compute()
+    assert_matches(result, reference_rmqm(x.numpy()), SE_KEYS, rel=1e-6)
+    curves = metric.curves()
+    expected = reference_curves(x.numpy())
+    for name in ("distance_to_original_se", "relative_change_to_previous_se"):
+        got, want = curves[name][1:].tolist(), expected[name][1:]
+        assert all(math.isclose(a, b, rel_tol=1e-5) for a, b in zip(got, want)), name
+
+
 @HYPOTHESIS
 @given(case=chunked_case(), convention=st.sampled_from(["paper", "reference"]), by_distances=st.booleans())
 def test_any_chunking_gives_the_same_result(case, convention, by_distances):
@@ -191,7 +209,7 @@ def test_state_dict_round_trip_when_persistent():
     metric.update(x[:5])
     metric.persistent(True)
     state = metric.state_dict()
-    assert {"num_probes", "do_level_sum"} <= set(state)
+    assert {"d_moments", "do_level_moments"} <= set(state)
     restored = RMQM(convention="reference")
     restored.load_state_dict(state)
     assert_matches(restored.compute(), metric.compute(), KEYS["reference"], rel=0)
@@ -296,7 +314,7 @@ def test_bad_embeddings_raise(embeddings, error, match):
     metric = RMQM()
     with pytest.raises(error, match=match):
         metric.update(embeddings)
-    assert float(metric.num_probes) == 0
+    assert float(metric.d_moments[0]) == 0  # no probe counted
 
 
 def test_bad_arguments_raise():

@@ -4,10 +4,12 @@ The computation has two parts, as in torchmetrics' own functional metrics:
 
 * :func:`_rmqm_update` checks a chunk of whole trajectories ``(n, L, d)``, computes the
   distances ``do`` (to the original) and ``dp`` (to the previous level) and turns them into
-  *sums* over probes (:func:`_distance_statistics`). Sums add up across chunks and processes,
-  so the result does not depend on chunking, probe order or the number of processes.
-* :func:`_rmqm_compute` turns the summed statistics into ``D``, ``D_RC``, ``P_RC``, ``RMQM``,
-  their standard errors over probes and the number of probes each component left out.
+  running moments over probes, ``(count, sum, M2)`` per quantity (:func:`_distance_statistics`).
+  Moments of disjoint chunks merge into the moments of their union
+  (:func:`~rmqm_callback.functional._moments.merge_moments`), so the result does not depend on
+  chunking, probe order or the number of processes.
+* :func:`_rmqm_compute` turns the moments into ``D``, ``D_RC``, ``P_RC``, ``RMQM``, their
+  standard errors over probes and the number of probes each component left out.
 
 :func:`rmqm` chains the two.
 """
@@ -21,34 +23,13 @@ import torch
 from torch import Tensor
 
 from rmqm_callback._checks import check_bool, check_convention
+from rmqm_callback.functional._moments import mean_and_se, moments
 
-#: Names of the statistics summed over probes, each a 0-dim tensor.
-SCALAR_STATES = (
-    "num_probes",
-    "d_sum",
-    "d_sumsq",
-    "dprev_sum",
-    "dprev_sumsq",
-    "drc_sum",
-    "drc_sumsq",
-    "drc_count",
-    "prc_sum",
-    "prc_sumsq",
-    "prc_count",
-)
-#: Names of the statistics summed over probes per level ``j = 1..J``, each of shape ``(J,)``.
-LEVEL_STATES = (
-    "do_level_sum",
-    "do_level_sumsq",
-    "dp_level_sum",
-    "dp_level_sumsq",
-    "drc_level_sum",
-    "drc_level_sumsq",
-    "drc_level_count",
-    "prc_level_sum",
-    "prc_level_sumsq",
-    "prc_level_count",
-)
+#: Moments ``(3,)`` over probes of: each probe's mean ``do`` (D) and mean ``dp`` (D_prev), and
+#: each kept probe's mean spike term to the original (D_RC) and to the previous level (P_RC).
+SCALAR_STATES = ("d_moments", "dprev_moments", "drc_moments", "prc_moments")
+#: Moments ``(3, J)`` over probes at each level ``j = 1..J``: ``do``, ``dp`` and the spike terms.
+LEVEL_STATES = ("do_level_moments", "dp_level_moments", "drc_level_moments", "prc_level_moments")
 
 
 class RMQMCollapseWarning(UserWarning):
@@ -150,8 +131,8 @@ def _spike_terms(series: Tensor, convention: str, *, from_zero: bool) -> tuple[T
     return torch.where(exists, ratio, torch.zeros_like(ratio)), exists, drop_probe
 
 
-def _component_statistics(terms: Tensor, exists: Tensor, drop_probe: bool) -> dict[str, Tensor]:
-    """Per-probe means of the spike terms, summed over the probes that keep a value."""
+def _component_statistics(terms: Tensor, exists: Tensor, drop_probe: bool) -> tuple[Tensor, Tensor]:
+    """Moments of the per-probe mean spike term over the probes that keep one, and per level."""
     counts = exists.sum(dim=1)
     if drop_probe:
         used = exists[:, 1:].all(dim=1)
@@ -160,56 +141,37 @@ def _component_statistics(terms: Tensor, exists: Tensor, drop_probe: bool) -> di
         used = counts > 0
         counts_for_mean = counts
     per_probe = terms.sum(dim=1) / counts_for_mean.clamp(min=1).to(terms.dtype)
-    per_probe = per_probe[used]
-    return {
-        "sum": per_probe.sum(),
-        "sumsq": (per_probe * per_probe).sum(),
-        "count": used.sum().to(terms.dtype),
-        "level_sum": terms.sum(dim=0),
-        "level_sumsq": (terms * terms).sum(dim=0),
-        "level_count": exists.sum(dim=0).to(terms.dtype),
-    }
+    return moments(per_probe, used), moments(terms, exists)
 
 
 def _distance_statistics(
     do: Tensor, dp: Tensor, convention: str, dtype: torch.dtype = torch.float64
 ) -> dict[str, Tensor]:
-    """Turn distance series ``do``, ``dp`` of shape ``(n, J)`` into the summed statistics.
+    """Turn distance series ``do``, ``dp`` of shape ``(n, J)`` into moments over the ``n`` probes.
 
-    The keys are :data:`SCALAR_STATES` and :data:`LEVEL_STATES`; every value is a sum over the
-    ``n`` probes, so statistics of disjoint chunks add up to the statistics of their union.
+    The keys are :data:`SCALAR_STATES` and :data:`LEVEL_STATES`; the moments of disjoint chunks
+    merge into those of their union (:func:`~rmqm_callback.functional._moments.merge_moments`).
     """
     do = do.to(dtype)
     dp = dp.to(dtype)
-    d_probe = do.mean(dim=1)
-    dprev_probe = dp.mean(dim=1)
-    drc = _component_statistics(*_spike_terms(do, convention, from_zero=True))
-    prc = _component_statistics(*_spike_terms(dp, convention, from_zero=False))
-    stats = {
-        "num_probes": torch.tensor(float(do.shape[0]), dtype=dtype, device=do.device),
-        "d_sum": d_probe.sum(),
-        "d_sumsq": (d_probe * d_probe).sum(),
-        "dprev_sum": dprev_probe.sum(),
-        "dprev_sumsq": (dprev_probe * dprev_probe).sum(),
-        "do_level_sum": do.sum(dim=0),
-        "do_level_sumsq": (do * do).sum(dim=0),
-        "dp_level_sum": dp.sum(dim=0),
-        "dp_level_sumsq": (dp * dp).sum(dim=0),
+    drc, drc_level = _component_statistics(*_spike_terms(do, convention, from_zero=True))
+    prc, prc_level = _component_statistics(*_spike_terms(dp, convention, from_zero=False))
+    return {
+        "d_moments": moments(do.mean(dim=1)),
+        "dprev_moments": moments(dp.mean(dim=1)),
+        "drc_moments": drc,
+        "prc_moments": prc,
+        "do_level_moments": moments(do),
+        "dp_level_moments": moments(dp),
+        "drc_level_moments": drc_level,
+        "prc_level_moments": prc_level,
     }
-    for prefix, component in (("drc", drc), ("prc", prc)):
-        stats[f"{prefix}_sum"] = component["sum"]
-        stats[f"{prefix}_sumsq"] = component["sumsq"]
-        stats[f"{prefix}_count"] = component["count"]
-        stats[f"{prefix}_level_sum"] = component["level_sum"]
-        stats[f"{prefix}_level_sumsq"] = component["level_sumsq"]
-        stats[f"{prefix}_level_count"] = component["level_count"]
-    return stats
 
 
 def _rmqm_update(
     embeddings: Tensor, convention: str = "paper", normalize: bool = True, dtype: torch.dtype = torch.float64
 ) -> dict[str, Tensor]:
-    """Check a chunk of trajectories ``(n, L, d)`` and return its summed statistics."""
+    """Check a chunk of trajectories ``(n, L, d)`` and return its moments."""
     check_convention(convention)
     check_bool("normalize", normalize)
     _check_embeddings(embeddings)
@@ -217,20 +179,10 @@ def _rmqm_update(
     return _distance_statistics(do, dp, convention, dtype)
 
 
-def _mean_and_se(total: Tensor, total_sq: Tensor, count: Tensor) -> tuple[Tensor, Tensor]:
-    """Mean and standard error of the mean (sample variance, ``ddof=1``); SE is NaN below 2 values."""
-    mean = total / count
-    variance = (total_sq - total * mean).clamp(min=0) / (count - 1)
-    se = torch.where(count > 1, torch.sqrt(variance / count), torch.full_like(mean, math.nan))
-    return mean, se
-
-
-def _component(stats: dict[str, Tensor], prefix: str) -> tuple[Tensor, Tensor]:
+def _component(summary: Tensor) -> tuple[Tensor, Tensor]:
     """Mean over used probes and its SE; +inf (SE NaN) when no probe is left."""
-    count = stats[f"{prefix}_count"]
-    mean, se = _mean_and_se(stats[f"{prefix}_sum"], stats[f"{prefix}_sumsq"], count)
-    nothing_left = count == 0
-    return torch.where(nothing_left, torch.full_like(mean, math.inf), mean), se
+    mean, se = mean_and_se(summary)
+    return torch.where(summary[0] == 0, torch.full_like(mean, math.inf), mean), se
 
 
 def _warn_if_infinite(result: dict[str, Tensor], convention: str) -> None:
@@ -258,14 +210,14 @@ def _warn_if_infinite(result: dict[str, Tensor], convention: str) -> None:
 
 
 def _rmqm_compute(stats: dict[str, Tensor], convention: str = "paper") -> dict[str, Tensor]:
-    """Turn summed statistics into the RMQM result dictionary (see :func:`rmqm`)."""
-    num_probes = stats["num_probes"]
+    """Turn moments into the RMQM result dictionary (see :func:`rmqm`)."""
+    num_probes = stats["d_moments"][0]
     if float(num_probes) == 0:
         raise ValueError("RMQM needs at least one probe, but no trajectory was given.")
-    d, d_se = _mean_and_se(stats["d_sum"], stats["d_sumsq"], num_probes)
-    d_prev, d_prev_se = _mean_and_se(stats["dprev_sum"], stats["dprev_sumsq"], num_probes)
-    d_rc, d_rc_se = _component(stats, "drc")
-    p_rc, p_rc_se = _component(stats, "prc")
+    d, d_se = mean_and_se(stats["d_moments"])
+    d_prev, d_prev_se = mean_and_se(stats["dprev_moments"])
+    d_rc, d_rc_se = _component(stats["drc_moments"])
+    p_rc, p_rc_se = _component(stats["prc_moments"])
     inside = 1 + d + 1 / d_rc + 1 / p_rc
     if convention == "reference":
         inside = inside + d_prev
@@ -278,8 +230,8 @@ def _rmqm_compute(stats: dict[str, Tensor], convention: str = "paper") -> dict[s
         "D_RC_se": d_rc_se,
         "P_RC_se": p_rc_se,
         "num_probes": num_probes,
-        "D_RC_left_out": num_probes - stats["drc_count"],
-        "P_RC_left_out": num_probes - stats["prc_count"],
+        "D_RC_left_out": num_probes - stats["drc_moments"][0],
+        "P_RC_left_out": num_probes - stats["prc_moments"][0],
     }
     if convention == "reference":
         result["D_prev"] = d_prev
@@ -290,18 +242,17 @@ def _rmqm_compute(stats: dict[str, Tensor], convention: str = "paper") -> dict[s
 
 def _rmqm_curves(stats: dict[str, Tensor]) -> dict[str, Tensor]:
     """Per-level means over probes (and their SEs) for ``j = 1..J``; NaN where no term exists."""
-    num_probes = stats["num_probes"]
-    curves = {"level": torch.arange(1, stats["do_level_sum"].shape[0] + 1, device=num_probes.device)}
+    levels = stats["do_level_moments"].shape[1]
+    curves = {"level": torch.arange(1, levels + 1, device=stats["do_level_moments"].device)}
     sources = {
-        "distance_to_original": ("do_level", num_probes),
-        "distance_to_previous": ("dp_level", num_probes),
-        "relative_change_to_original": ("drc_level", stats["drc_level_count"]),
-        "relative_change_to_previous": ("prc_level", stats["prc_level_count"]),
+        "distance_to_original": "do_level_moments",
+        "distance_to_previous": "dp_level_moments",
+        "relative_change_to_original": "drc_level_moments",
+        "relative_change_to_previous": "prc_level_moments",
     }
-    for name, (prefix, count) in sources.items():
-        count = count.expand_as(stats[f"{prefix}_sum"])
-        mean, se = _mean_and_se(stats[f"{prefix}_sum"], stats[f"{prefix}_sumsq"], count)
-        curves[name] = torch.where(count > 0, mean, torch.full_like(mean, math.nan))
+    for name, state in sources.items():
+        mean, se = mean_and_se(stats[state])
+        curves[name] = torch.where(stats[state][0] > 0, mean, torch.full_like(mean, math.nan))
         curves[f"{name}_se"] = se
     return curves
 

@@ -7,7 +7,7 @@ import warnings
 
 import pytest
 import torch
-from lightning_helpers import TinyEncoder, digits_like_data, loaders, trainer
+from lightning_helpers import NoValidationEncoder, TinyEncoder, digits_like_data, loaders, trainer
 from pytorch_lightning.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from pytorch_lightning.strategies import DDPStrategy, DeepSpeedStrategy, FSDPStrategy, SingleDeviceStrategy
 from test_callback import KEY, EvaluatedEpochs, probe_tensor
@@ -224,3 +224,30 @@ def test_the_readmes_checkpoint_filename_keeps_the_slashes_of_metric_names_out_o
     )
     value = callback.last_results["noise"]["RMQM"]
     assert [path.name for path in (tmp_path / "ckpt").iterdir()] == [f"epoch0-rmqm{value:.3f}.ckpt"]
+
+
+class EpochValues(Callback):
+    """RMQM of each epoch, read at the training epoch end (listed last: after the evaluation)."""
+
+    def __init__(self) -> None:
+        self.values: list[float] = []
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        self.values.append(float(trainer.callback_metrics[KEY]))
+
+
+def test_monitors_listed_first_work_in_a_run_without_validation(tmp_path):
+    checkpoint = ModelCheckpoint(dirpath=tmp_path / "ckpt", monitor=KEY, mode="max", filename="{epoch}")
+    values = EpochValues()
+    rmqm = RMQMCallback(probe_tensor(), GaussianNoise(levels=10), batch_size=16)
+    fit = trainer(tmp_path, max_epochs=4, enable_checkpointing=True, callbacks=[checkpoint, rmqm, values])
+    fit.fit(NoValidationEncoder(lr=0.2), loaders()[0])
+    assert len(values.values) == 4 and len(set(values.values)) > 1
+    best_epoch = max(range(4), key=lambda epoch: values.values[epoch])
+    assert checkpoint.best_model_path.endswith(f"epoch={best_epoch}.ckpt")
+
+    stopper = EarlyStopping(monitor=KEY, mode="max", patience=2)
+    frozen = NoValidationEncoder(lr=0.0, bn_momentum=0.0)  # RMQM never changes: stop after patience
+    fit = trainer(tmp_path, max_epochs=20, callbacks=[stopper, RMQMCallback(probe_tensor(), GaussianNoise(levels=6))])
+    fit.fit(frozen, loaders()[0])
+    assert stopper.stopped_epoch == 2

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from reference_impl import distance_series, reference_rmqm
 
 from rmqm_callback.functional import RMQMCollapseWarning, rmqm
+from rmqm_callback.functional.rmqm import _trajectory_distances
 
 PAPER_KEYS = ("RMQM", "D", "D_RC", "P_RC", "D_se", "D_RC_se", "P_RC_se", "num_probes", "D_RC_left_out", "P_RC_left_out")
 REFERENCE_KEYS = (*PAPER_KEYS, "D_prev", "D_prev_se")
@@ -328,6 +329,19 @@ def test_standard_errors_of_probes_that_agree_to_many_digits(convention, spread,
     else:
         assert all(float(result[key]) > 0 for key in SE_KEYS)
         assert_matches(result, expected, SE_KEYS, rel=1e-6)
+
+
+def test_a_representation_that_moves_by_rounding_alone_is_not_left_out():
+    # as the README says: only its norm changes, so normalised it stays put up to rounding
+    direction = trajectories(1, 1, 4, seed=5)
+    growing = torch.cat([direction * scale for scale in (1.0, 1.3, 1.7, 2.9, 3.1)], dim=1)
+    do, dp = _trajectory_distances(growing, normalize=True)
+    assert 0 < float(do.max()) < 1e-15 and 0 < float(dp.max()) < 1e-15
+    others = trajectories(3, 5, 4, seed=6)
+    result = rmqm(torch.cat([growing, others]))
+    assert int(result["D_RC_left_out"]) == int(result["P_RC_left_out"]) == 0
+    exactly_still = rmqm(torch.cat([direction.repeat(1, 5, 1), others]))
+    assert int(exactly_still["D_RC_left_out"]) == int(exactly_still["P_RC_left_out"]) == 1
 
 
 # ------------------------------------------------------------------ bad input

@@ -68,9 +68,10 @@ def prepare_embeddings(embeddings: Tensor, normalize: bool) -> Tensor:
 
     Distances are measured in float64 whatever the model's precision, so a float32 model's
     results differ from exact arithmetic on its float32 embeddings by float64 rounding only (the
-    spike terms divide by small steps). Each vector is divided by its largest magnitude before
-    its norm is taken, so every non-zero vector gets unit length however small or large it is
-    (the squares neither underflow nor overflow); a zero vector stays zero.
+    spike terms divide by small steps). Every non-zero vector gets unit length however small or
+    large it is: squares of float32 or half values cannot underflow or overflow in float64, and
+    float64 vectors are divided by their largest magnitude before their norm is taken. A zero
+    vector stays zero.
 
     Example:
         >>> import torch
@@ -80,13 +81,15 @@ def prepare_embeddings(embeddings: Tensor, normalize: bool) -> Tensor:
                 [0.0000, 0.0000]], dtype=torch.float64)
 
     """
-    embeddings = embeddings.to(torch.float64)
     if not normalize:
-        return embeddings
-    largest = embeddings.abs().amax(dim=-1, keepdim=True)
-    scaled = embeddings / torch.where(largest > 0, largest, torch.ones_like(largest))
-    norm = torch.linalg.vector_norm(scaled, dim=-1, keepdim=True)
-    return torch.where(norm > 0, scaled / norm, scaled)
+        return embeddings.to(torch.float64)
+    if embeddings.dtype == torch.float64:  # its squares can underflow (~1e-160) or overflow
+        largest = embeddings.abs().amax(dim=-1, keepdim=True)
+        embeddings = embeddings / torch.where(largest > 0, largest, torch.ones_like(largest))
+    else:  # one cast, and the norm cannot under- or overflow in float64 (the cost is per level)
+        embeddings = embeddings.to(torch.float64)
+    norm = torch.linalg.vector_norm(embeddings, dim=-1, keepdim=True)
+    return embeddings / torch.where(norm > 0, norm, torch.ones_like(norm))
 
 
 def _trajectory_distances(embeddings: Tensor, normalize: bool) -> tuple[Tensor, Tensor]:

@@ -236,10 +236,12 @@ class EvaluatedEpochs(Callback):
             self.records.append((trainer.current_epoch, float(trainer.callback_metrics[KEY])))
 
 
-@pytest.mark.parametrize("setting", ["check_val_every_n_epoch", "matching_monitors"])
+@pytest.mark.parametrize("setting", ["check_val_every_n_epoch", "both_every_2", "matching_monitors"])
 def test_every_n_epochs_works_with_matching_monitors(tmp_path, setting):
-    if setting == "check_val_every_n_epoch":
-        rmqm = RMQMCallback(probe_tensor(), GaussianNoise(levels=6), batch_size=16)
+    if setting in ("check_val_every_n_epoch", "both_every_2"):
+        # validation every 2 epochs: with every_n_epochs 1 or 2, every validation has a fresh RMQM
+        every_n_epochs = 1 if setting == "check_val_every_n_epoch" else 2
+        rmqm = RMQMCallback(probe_tensor(), GaussianNoise(levels=6), every_n_epochs=every_n_epochs, batch_size=16)
         stopper = EarlyStopping(monitor=KEY, mode="max", patience=10)
         checkpoint = ModelCheckpoint(dirpath=tmp_path / "ckpt", monitor=KEY, mode="max", filename="{epoch}")
         extra = {"check_val_every_n_epoch": 2}
@@ -259,6 +261,8 @@ def test_every_n_epochs_works_with_matching_monitors(tmp_path, setting):
     best_epoch, best_value = max(evaluated.records, key=lambda record: record[1])
     assert checkpoint.best_model_path.endswith(f"epoch={best_epoch}.ckpt")
     assert float(checkpoint.best_model_score) == pytest.approx(best_value, rel=1e-6)
+    if stopper.monitor == KEY:
+        assert float(stopper.best_score) == pytest.approx(best_value, rel=1e-6)
 
 
 class DivergesAfterFirstEpoch(TinyEncoder):

@@ -10,7 +10,7 @@ import torch
 from lightning_helpers import NoValidationEncoder, TinyEncoder, digits_like_data, loaders, trainer
 from pytorch_lightning.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from pytorch_lightning.strategies import DDPStrategy, DeepSpeedStrategy, FSDPStrategy, SingleDeviceStrategy
-from test_callback import KEY, EvaluatedEpochs, probe_tensor
+from test_callback import KEY, probe_tensor
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from rmqm_callback import PGD, GaussianNoise, RMQMCallback
@@ -111,25 +111,6 @@ def test_sharded_strategies_are_refused():
 
 
 # ------------------------------------------------------------------ which epochs are evaluated
-
-
-def test_every_n_epochs_with_validation_on_the_same_epochs_feeds_every_epoch_monitors(tmp_path):
-    rmqm = RMQMCallback(probe_tensor(), GaussianNoise(levels=6), every_n_epochs=2, batch_size=16)
-    stopper = EarlyStopping(monitor=KEY, mode="max", patience=10)
-    checkpoint = ModelCheckpoint(dirpath=tmp_path / "ckpt", monitor=KEY, mode="max", filename="{epoch}")
-    evaluated = EvaluatedEpochs()
-    fit = trainer(
-        tmp_path,
-        max_epochs=4,
-        check_val_every_n_epoch=2,
-        enable_checkpointing=True,
-        callbacks=[checkpoint, stopper, rmqm, evaluated],
-    )
-    fit.fit(TinyEncoder(lr=0.2), *loaders())
-    assert [epoch for epoch, _ in evaluated.records] == [1, 3]
-    best_epoch, best_value = max(evaluated.records, key=lambda record: record[1])
-    assert checkpoint.best_model_path.endswith(f"epoch={best_epoch}.ckpt")
-    assert float(stopper.best_score) == pytest.approx(best_value, rel=1e-6)
 
 
 class EvaluationEpochs(Callback):

@@ -29,9 +29,10 @@ def _first_samples(loader: DataLoader, count: int) -> Probe:
     # the dataset itself, in order (the loader may shuffle or be sharded per process), batched by
     # the loader's own collate_fn, so the probe is what the model sees (e.g. uint8 -> float)
     first = Subset(dataset, range(min(count, len(dataset))))
-    if loader.batch_size is None:  # no automatic batching: items are already batches, or collate per item
+    if loader.batch_sampler is None:  # no automatic batching: items are already batches, or collate per item
         return materialize(DatasetProbe(first))
-    ordered = DataLoader(first, batch_size=loader.batch_size, shuffle=False, collate_fn=loader.collate_fn)
+    batch_size = loader.batch_size or 64  # a custom batch_sampler collates batches of its own size
+    ordered = DataLoader(first, batch_size=batch_size, shuffle=False, collate_fn=loader.collate_fn)
     return materialize(LoaderProbe(ordered))
 
 

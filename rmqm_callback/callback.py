@@ -159,6 +159,7 @@ class RMQMCallback(Callback):
     @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage == "fit":
+            self._evaluated_epoch = None
             check_strategy(trainer.strategy)
             check_distinct_keys(trainer.callbacks, self, self.key_prefixes)  # type: ignore[attr-defined]
             check_monitors(
@@ -188,8 +189,10 @@ class RMQMCallback(Callback):
             alteration.check_inputs(probe.inputs, torch.arange(len(probe)))
         first = trainer.precision_plugin.convert_input(probe.inputs[:2]).to(pl_module.device)
         encoder = Encoder(pl_module, embed=self.embed, preprocess=self.preprocess)
+        # no_grad, not inference_mode: a cache the model builds on its first forward (positional
+        # tables...) must stay usable by training, which has not run yet
         with guest_of(pl_module, pl_module.device), trainer.precision_plugin.val_step_context():
-            with torch.inference_mode():
+            with torch.no_grad():
                 encoder(first)
 
     @override
@@ -308,13 +311,12 @@ class RMQMCallback(Callback):
                 " of a spike component (zero distances between levels): part of the representation has collapsed."
             )
 
-    def _same_probe(self, saved: Probe) -> bool:
-        """Whether ``saved`` is the probe this callback was given (an int probe: of that many samples)."""
+    def _same_probe(self, saved: Probe, saved_size: int | None) -> bool:
+        """Whether ``saved`` is the probe this callback was given (an int probe: asked for the same size)."""
         if self._probe is None:
-            return self.probe_size is None or self.probe_size == len(saved)
-        if type(self._probe) is not Probe:  # a Dataset or DataLoader: not read yet, compared by size only
-            return False
-        given = self._probe
+            return self.probe_size is None or self.probe_size == (len(saved) if saved_size is None else saved_size)
+        given = self._probe if type(self._probe) is Probe else materialize(self._probe)  # read now, not later
+        self._probe = given
         same_labels = (given.labels is None) == (saved.labels is None) and (
             given.labels is None or torch.equal(given.labels.cpu(), saved.labels)  # type: ignore[union-attr]
         )
@@ -330,6 +332,7 @@ class RMQMCallback(Callback):
         probe = self._probe if type(self._probe) is Probe else None
         return {
             "probe_inputs": None if probe is None else probe.inputs.cpu(),
+            "probe_size": self.probe_size,  # what an int probe asked for (the data may have had fewer)
             "probe_labels": None if probe is None or probe.labels is None else probe.labels.cpu(),
             "settings": self._settings(),
             "last_results": dict(self.last_results),
@@ -340,7 +343,7 @@ class RMQMCallback(Callback):
         inputs = state_dict.get("probe_inputs")
         if inputs is not None:
             saved_probe = Probe(inputs, state_dict.get("probe_labels"))
-            if not self._same_probe(saved_probe):
+            if not self._same_probe(saved_probe, state_dict.get("probe_size")):
                 rank_zero_warn(
                     f"RMQMCallback: resuming with the checkpoint's probe ({len(saved_probe)} samples), not the"
                     f" probe passed to this callback, so that the values stay comparable across the run."

@@ -218,3 +218,27 @@ def test_a_trajectory_left_early_ends_the_helper():
     assert _ahead_threads()
     trajectory.close()
     assert not _ahead_threads()
+
+
+class Blur(InputAlteration):
+    """A pure alteration that autocast changes: a box blur by conv2d, once per level."""
+
+    pure = True
+
+    def alter(self, inputs, indices, level):
+        kernel = torch.full((1, 1, 3, 3), 1 / 9, dtype=inputs.dtype)
+        for _ in range(level):
+            inputs = torch.nn.functional.conv2d(inputs, kernel, padding=1)
+        return inputs
+
+
+def test_the_helper_alters_under_the_callers_autocast(monkeypatch):
+    batch = ProbeBatch(torch.arange(6), torch.rand(6, 1, 4, 4, generator=torch.Generator().manual_seed(0)), None)
+    encoder = Encoder(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 5)))
+    trajectories = {}
+    for ahead in (0, 1):
+        monkeypatch.setattr(base, "idle_cores", lambda ahead=ahead: ahead)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            trajectories[ahead] = torch.stack(list(Blur(levels=5).trajectory(batch, encoder, max_batch_size=6)))
+    assert trajectories[0].dtype == torch.bfloat16
+    assert torch.equal(trajectories[0], trajectories[1])

@@ -232,3 +232,56 @@ def test_monitors_listed_first_work_in_a_run_without_validation(tmp_path):
     fit = trainer(tmp_path, max_epochs=20, callbacks=[stopper, RMQMCallback(probe_tensor(), GaussianNoise(levels=6))])
     fit.fit(frozen, loaders()[0])
     assert stopper.stopped_epoch == 2
+
+
+class BuildsACacheOnFirstForward(CountsSteps):
+    """Like models with lazily built positional tables: the first forward creates a tensor training reuses."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cache = None
+
+    def forward(self, x):
+        if self.cache is None:
+            self.cache = torch.linspace(0.5, 1.5, 12)
+        return super().forward(x) * self.cache
+
+
+def test_the_train_start_check_leaves_a_first_forward_cache_usable_by_training(tmp_path):
+    module = BuildsACacheOnFirstForward()
+    callback = RMQMCallback(probe_tensor(), GaussianNoise(levels=6), batch_size=16)
+    trainer(tmp_path, max_epochs=1, callbacks=[callback]).fit(module, loaders()[0])
+    assert module.steps == 6 and math.isfinite(callback.last_results["noise"]["RMQM"])
+
+
+def test_an_int_probe_goes_through_the_collate_fn_of_a_loader_with_a_batch_sampler(tmp_path):
+    train, _ = loaders()
+    sampler = torch.utils.data.BatchSampler(torch.utils.data.SequentialSampler(range(48)), 10, drop_last=False)
+    val = DataLoader(Uint8Images(), batch_sampler=sampler, collate_fn=to_float)
+    callback = RMQMCallback(20, GaussianNoise(levels=6), batch_size=8)
+    trainer(tmp_path, max_epochs=1, callbacks=[callback]).fit(TinyEncoder(), train, val)
+    expected, _ = to_float([Uint8Images()[i] for i in range(20)])
+    assert torch.equal(callback._probe.inputs, expected)
+
+
+def test_a_callback_reused_in_a_second_fit_still_falls_back_to_the_training_epoch_end(tmp_path):
+    train, _ = loaders()
+    empty = DataLoader(TensorDataset(torch.empty(0, 1, 8, 8), torch.empty(0, dtype=torch.long)), batch_size=16)
+    callback = RMQMCallback(probe_tensor(), GaussianNoise(levels=6), batch_size=16)
+    trainer(tmp_path, max_epochs=1, callbacks=[callback]).fit(TinyEncoder(), train, *loaders()[1:])
+    callback.last_results.clear()
+    trainer(tmp_path, max_epochs=1, callbacks=[callback]).fit(TinyEncoder(), train, empty)
+    assert "noise" in callback.last_results
+
+
+@pytest.mark.parametrize("probe_kind", ["dataset", "oversized-int"])
+def test_resuming_with_the_same_probe_does_not_warn(tmp_path, probe_kind):
+    def make():
+        if probe_kind == "dataset":
+            return RMQMCallback(TensorDataset(probe_tensor()), GaussianNoise(levels=6), batch_size=16)
+        return RMQMCallback(500, GaussianNoise(levels=6), batch_size=16)  # more than the 48 validation samples
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "the validation data has only 48 samples"
+        path = _first_run(tmp_path, make())
+    assert not [message for message in _resume(tmp_path, make(), path) if "probe" in message]

@@ -106,7 +106,6 @@ class InputAlteration(Alteration):
 
         """
 
-
     def trajectory(self, batch: ProbeBatch, encoder: Encoder, max_batch_size: int) -> Iterator[Tensor]:
         """Embed the levels of ``batch``, several levels per forward pass, under inference mode."""
         self.check_inputs(batch.inputs, batch.indices)
@@ -121,7 +120,16 @@ class InputAlteration(Alteration):
                 return parts[0] if len(parts) == 1 else torch.cat(parts)
 
         if self._alters_ahead(batch.inputs.device) and len(groups) > 1:
-            altered_groups = made_ahead(altered_group, groups)
+            # autocast is thread-local too: the helper alters under the caller's autocast state
+            autocast = torch.autocast(
+                "cpu", dtype=torch.get_autocast_dtype("cpu"), enabled=torch.is_autocast_enabled("cpu")
+            )
+
+            def altered_group_ahead(levels: range) -> Tensor:
+                with autocast:
+                    return altered_group(levels)
+
+            altered_groups = made_ahead(altered_group_ahead, groups)
         else:
             altered_groups = (altered_group(levels) for levels in groups)
         with closing(altered_groups):  # an error or an early stop ends the helper thread now, not at gc

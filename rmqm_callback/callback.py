@@ -315,8 +315,7 @@ class RMQMCallback(Callback):
         """Whether ``saved`` is the probe this callback was given (an int probe: asked for the same size)."""
         if self._probe is None:
             return self.probe_size is None or self.probe_size == (len(saved) if saved_size is None else saved_size)
-        given = self._probe if type(self._probe) is Probe else materialize(self._probe)  # read now, not later
-        self._probe = given
+        given = self._probe = materialize(self._probe)  # a Dataset or DataLoader is read now, not at train start
         same_labels = (given.labels is None) == (saved.labels is None) and (
             given.labels is None or torch.equal(given.labels.cpu(), saved.labels)  # type: ignore[union-attr]
         )

@@ -134,24 +134,6 @@ def test_mixing_distances_and_embeddings_updates():
     assert_matches(metric.compute(), rmqm(x), KEYS["paper"], rel=1e-12)
 
 
-# ------------------------------------------------------------------ invariances (hypothesis)
-
-
-@st.composite
-def chunked_case(draw):
-    n = draw(st.integers(1, 14))
-    levels = draw(st.integers(3, 7))
-    d = draw(st.integers(2, 5))
-    seed = draw(st.integers(0, 2**31 - 1))
-    repeats = draw(st.integers(0, 1))
-    collapsed = draw(st.integers(0, n))
-    x = trajectories(n, levels, d, seed, repeats=repeats, collapsed=collapsed)
-    # cut points with repeats give empty chunks
-    cuts = sorted(draw(st.lists(st.integers(0, n), max_size=6)))
-    bounds = [0, *cuts, n]
-    return x, [(bounds[k], bounds[k + 1]) for k in range(len(bounds) - 1)]
-
-
 @pytest.mark.parametrize("chunk_sizes", [(50,), (1,) * 50, (7, 1, 20, 0, 22), (25, 25)])
 def test_standard_errors_stay_exact_across_chunks_of_nearly_identical_probes(chunk_sizes):
     # merging chunk moments must not subtract large, nearly equal sums either
@@ -168,6 +150,24 @@ def test_standard_errors_stay_exact_across_chunks_of_nearly_identical_probes(chu
     for name in ("distance_to_original_se", "relative_change_to_previous_se"):
         got, want = curves[name][1:].tolist(), expected[name][1:]
         assert all(math.isclose(a, b, rel_tol=1e-5) for a, b in zip(got, want)), name
+
+
+# ------------------------------------------------------------------ invariances (hypothesis)
+
+
+@st.composite
+def chunked_case(draw):
+    n = draw(st.integers(1, 14))
+    levels = draw(st.integers(3, 7))
+    d = draw(st.integers(2, 5))
+    seed = draw(st.integers(0, 2**31 - 1))
+    repeats = draw(st.integers(0, 1))
+    collapsed = draw(st.integers(0, n))
+    x = trajectories(n, levels, d, seed, repeats=repeats, collapsed=collapsed)
+    # cut points with repeats give empty chunks
+    cuts = sorted(draw(st.lists(st.integers(0, n), max_size=6)))
+    bounds = [0, *cuts, n]
+    return x, [(bounds[k], bounds[k + 1]) for k in range(len(bounds) - 1)]
 
 
 @HYPOTHESIS

@@ -7,10 +7,10 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torchmetrics import Metric
 from torchmetrics.utilities.distributed import gather_all_tensors
 
 from rmqm_callback._checks import check_bool, check_convention
+from rmqm_callback._state_dtype import KeepsStateDtype
 from rmqm_callback.functional._moments import merge_moments
 from rmqm_callback.functional.rmqm import (
     LEVEL_STATES,
@@ -39,7 +39,7 @@ def _check_distances(distances: Any) -> tuple[Tensor, Tensor]:
     return do, dp
 
 
-class RMQM(Metric):
+class RMQM(KeepsStateDtype):
     r"""Representation Manifold Quality Metric, accumulated over chunks of trajectories.
 
     ``update`` takes chunks of whole trajectories ``(n, L, d)`` (level 0 unaltered) and merges
@@ -54,7 +54,9 @@ class RMQM(Metric):
 
         \mathrm{RMQM} = \ln\left(1 + D + D_{RC}^{-1} + P_{RC}^{-1}\right)
 
-    States are kept in float64 (``set_dtype`` changes that).
+    States are kept in float64, also when the module holding the metric is cast
+    (``module.to(torch.bfloat16)``, Lightning's ``precision="bf16-true"``); only ``set_dtype``
+    changes that. Inputs are detached: the metric is not differentiable and keeps no graph.
 
     Args:
         convention: ``"paper"`` (eqs. 1-4 of the paper, default) or ``"reference"`` (the
@@ -84,6 +86,15 @@ class RMQM(Metric):
     is_differentiable: bool = False
     higher_is_better: bool = True
     full_state_update: bool = False
+    # the states (see add_state below), typed for the readers of this class
+    d_moments: Tensor
+    dprev_moments: Tensor
+    drc_moments: Tensor
+    prc_moments: Tensor
+    do_level_moments: Tensor
+    dp_level_moments: Tensor
+    drc_level_moments: Tensor
+    prc_level_moments: Tensor
 
     def __init__(self, convention: str = "paper", normalize: bool = True, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -109,9 +120,12 @@ class RMQM(Metric):
             raise ValueError("Pass exactly one of `embeddings` or `distances` to RMQM.update.")
         dtype = self.d_moments.dtype
         if embeddings is not None:
+            if isinstance(embeddings, Tensor):
+                embeddings = embeddings.detach()
             stats = _rmqm_update(embeddings, self.convention, self.normalize, dtype=dtype)
         else:
-            stats = _distance_statistics(*_check_distances(distances), self.convention, dtype=dtype)
+            do, dp = _check_distances(distances)
+            stats = _distance_statistics(do.detach(), dp.detach(), self.convention, dtype=dtype)
         self._add_statistics(stats)
 
     def forward(self, embeddings: Tensor | None = None, *, distances: tuple[Tensor, Tensor] | None = None) -> Any:

@@ -10,6 +10,10 @@ from rmqm_callback.callback import RMQMCallback
 from rmqm_callback.functional.rmqm import RMQMCollapseWarning
 from rmqm_callback.metric import RMQM
 from rmqm_callback.scoring import score
+from rmqm_callback.spectral_metric import SpectralScores
+
+#: The package version (``pyproject.toml`` reads it from here).
+__version__ = "0.2.0"
 
 __all__ = [
     "PGD",
@@ -19,5 +23,7 @@ __all__ = [
     "InputAlteration",
     "RMQMCallback",
     "RMQMCollapseWarning",
+    "SpectralScores",
+    "__version__",
     "score",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from rmqm_callback.scoring import ProgressHook
+from rmqm_callback._evaluation import ProgressHook
 
 
 def progress_bar(description: str) -> ProgressHook:

@@ -1,13 +1,13 @@
-"""Take a callback's probe from the trainer's data: the first ``n`` validation (else training) samples."""
+"""Take a callback's int probe from the trainer's data: the first ``n`` validation (or training) samples."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
-import pytorch_lightning as pl
 from pytorch_lightning.utilities.rank_zero import rank_zero_warn
 from torch.utils.data import DataLoader, IterableDataset, Subset
 
+from rmqm_callback._lightning import Trainer
 from rmqm_callback.probe import DatasetProbe, LoaderProbe, Probe, materialize
 
 
@@ -36,30 +36,29 @@ def _first_samples(loader: DataLoader, count: int) -> Probe:
     return materialize(LoaderProbe(ordered))
 
 
-def probe_from_trainer(trainer: pl.Trainer, count: int) -> Probe:
-    """Process 0 takes the first ``count`` samples and every process receives the same copy.
+def probe_from_trainer(trainer: Trainer, count: int, source: str) -> Probe:
+    """Process 0 takes the first ``count`` samples of the ``source`` data, and every process gets the same copy.
 
-    Validation data is used when the run validates, else the training data. Reading the data
-    does not move the global random number streams (augmentations inside a Dataset may draw).
+    ``source`` is ``"validation"`` or ``"training"`` (see
+    :attr:`~rmqm_callback._schedule.EvaluationSchedule.source`). Reading the data does not move
+    the global random number streams (augmentations inside a Dataset may draw).
 
     Raises:
         ValueError: the trainer has no data loader to take samples from.
 
     """
-    probe = None
+    taken: tuple[Any, Any] | None = None
     if trainer.is_global_zero:
-        source = "validation"
-        loader = _first_loader(trainer.val_dataloaders) if trainer.enable_validation else None
-        if loader is None:
-            source, loader = "training", _first_loader(trainer.train_dataloader)
+        loaders = trainer.val_dataloaders if source == "validation" else trainer.train_dataloader
+        loader = _first_loader(loaders)
         if loader is None:
             raise ValueError(
-                "RMQMCallback(probe=<int>) takes the first samples of the validation or training data, but the"
-                " trainer has no DataLoader; pass the probe as a tensor, Dataset or DataLoader instead."
+                f"RMQMCallback(probe={count}) takes the first samples of the {source} data, but the trainer has no"
+                " DataLoader for it; pass the probe as a tensor, Dataset or DataLoader instead."
             )
         probe = _first_samples(loader, count)
         if len(probe) < count:
             rank_zero_warn(f"RMQMCallback: probe={count} but the {source} data has only {len(probe)} samples.")
-        probe = (probe.inputs, probe.labels)
-    inputs, labels = trainer.strategy.broadcast(probe, src=0)
+        taken = (probe.inputs, probe.labels)
+    inputs, labels = cast(tuple[Any, Any], trainer.strategy.broadcast(taken, src=0))
     return Probe(inputs, labels)

@@ -19,6 +19,10 @@ from torch import Tensor, nn
 EmbedRule = None | str | Callable[[nn.Module, Tensor], Any]
 
 
+class RepresentationError(ValueError):
+    """The model (or the ``embed`` rule) gave something that is not a ``(batch, d)`` representation."""
+
+
 def _first_tensor(value: Any) -> Any:
     return value[0] if isinstance(value, (tuple, list)) and len(value) > 0 else value
 
@@ -27,17 +31,17 @@ def as_representation(value: Any, batch_size: int, source: str) -> Tensor:
     """Return ``value`` as a ``(batch, d)`` floating tensor, flattening trailing dimensions.
 
     Raises:
-        ValueError: ``value`` is not a floating tensor with ``batch_size`` rows and >= 1 feature.
+        RepresentationError: ``value`` is not a floating tensor with ``batch_size`` rows and >= 1 feature.
 
     """
     value = _first_tensor(value)
     if not isinstance(value, Tensor):
-        raise ValueError(
+        raise RepresentationError(
             f"{source} gave a {type(value).__name__}, which is not a tensor: RMQM needs a (batch, d)"
             " representation. Pass `embed=` a submodule name or a callable (model, inputs) -> Tensor."
         )
     if not value.is_floating_point() or value.ndim < 2 or value.shape[0] != batch_size or value[0].numel() == 0:
-        raise ValueError(
+        raise RepresentationError(
             f"{source} gave a tensor of shape {tuple(value.shape)} and dtype {value.dtype}; RMQM needs a"
             f" floating (batch={batch_size}, d) representation (trailing dimensions are flattened)."
         )
@@ -107,8 +111,9 @@ class Encoder:
         the model (``model(inputs)``), else ``None``.
         """
         model_inputs = self.preprocess(inputs) if self.preprocess is not None else inputs
-        if callable(self.embed) and not isinstance(self.embed, str):
-            outputs, representation = _with_output_of(self.model, lambda: self.embed(self.model, model_inputs))
+        embed = self.embed
+        if callable(embed) and not isinstance(embed, str):
+            outputs, representation = _with_output_of(self.model, lambda: embed(self.model, model_inputs))
             output = outputs[-1] if outputs else None
             return output, as_representation(representation, inputs.shape[0], "`embed` callable")
         if self._submodule is None:
@@ -116,7 +121,7 @@ class Encoder:
             return output, as_representation(output, inputs.shape[0], "The model's output")
         captured, output = _with_output_of(self._submodule, lambda: self.model(model_inputs))
         if not captured:
-            raise ValueError(f"`embed`={self.embed!r}: that submodule was not called by the model's forward.")
+            raise RepresentationError(f"`embed`={self.embed!r}: that submodule was not called by the model's forward.")
         return output, as_representation(captured[-1], inputs.shape[0], f"Submodule {self.embed!r}")
 
     def __call__(self, inputs: Tensor) -> Tensor:
@@ -138,8 +143,8 @@ def evaluation_mode(model: nn.Module) -> Iterator[None]:
 
 def model_device(model: nn.Module) -> torch.device:
     """The device of the model's first parameter or buffer (CPU for a model with neither)."""
-    for tensor in model.parameters():
-        return tensor.device
-    for tensor in model.buffers():
-        return tensor.device
+    for parameter in model.parameters():
+        return parameter.device
+    for buffer in model.buffers():
+        return buffer.device
     return torch.device("cpu")

@@ -21,6 +21,11 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, IterableDataset, RandomSampler
 
+#: The most samples read from a probe source of unknown length: an endless loader fails, not hangs.
+PROBE_READ_LIMIT = 100_000
+#: The most bytes of inputs read from a probe source of unknown length.
+PROBE_READ_BYTES = 4 * 2**30
+
 
 @dataclass(frozen=True)
 class ProbeBatch:
@@ -56,8 +61,9 @@ def _split_item(item: Any, what: str) -> tuple[Tensor, Tensor | None]:
     return inputs, labels
 
 
-def _blocks_for(rank: int, world_size: int, num_blocks: int) -> range:
-    return range(rank, num_blocks, world_size)
+def _blocks_for(rank: int, world_size: int, size: int, batch_size: int) -> range:
+    """Block indices of process ``rank``: ``rank, rank + world_size, ...`` of ``ceil(size / batch_size)``."""
+    return range(rank, -(-size // batch_size), world_size)
 
 
 class Probe:
@@ -84,6 +90,11 @@ class Probe:
             raise TypeError(f"`probe` inputs must be a tensor, got {type(inputs).__name__}.")
         if inputs.ndim == 0 or inputs.shape[0] == 0:
             raise ValueError(f"`probe` is empty: inputs of shape {tuple(inputs.shape)}.")
+        if inputs.device.type == "meta":
+            raise ValueError(
+                f"`probe` inputs of shape {tuple(inputs.shape)} are on the meta device, which holds no data;"
+                " pass real tensors (e.g. built on 'cpu')."
+            )
         if labels is not None:
             if not isinstance(labels, Tensor):
                 raise TypeError(f"`probe` labels must be a tensor, got {type(labels).__name__}.")
@@ -93,6 +104,8 @@ class Probe:
                 )
         self.inputs = inputs
         self.labels = labels
+        #: (inputs, labels, digest) once fingerprinted (see rmqm_callback._probe_state.fingerprint)
+        self._fingerprint: tuple[Tensor, Tensor | None, str] | None = None
 
     def __len__(self) -> int:
         return self.inputs.shape[0]
@@ -103,7 +116,7 @@ class Probe:
 
     def blocks(self, batch_size: int, rank: int = 0, world_size: int = 1) -> Iterator[ProbeBatch]:
         """Yield this process's blocks of consecutive probes, in order."""
-        for block in _blocks_for(rank, world_size, self.num_blocks(batch_size)):
+        for block in _blocks_for(rank, world_size, len(self), batch_size):
             start, stop = block * batch_size, min((block + 1) * batch_size, len(self))
             labels = None if self.labels is None else self.labels[start:stop]
             yield ProbeBatch(torch.arange(start, stop), self.inputs[start:stop], labels)
@@ -127,7 +140,7 @@ class DatasetProbe(Probe):
 
     def blocks(self, batch_size: int, rank: int = 0, world_size: int = 1) -> Iterator[ProbeBatch]:
         """Yield this process's blocks, stacking the items of each block."""
-        for block in _blocks_for(rank, world_size, self.num_blocks(batch_size)):
+        for block in _blocks_for(rank, world_size, len(self), batch_size):
             indices = torch.arange(block * batch_size, min((block + 1) * batch_size, len(self)))
             items = [_split_item(self.dataset[int(i)], "item") for i in indices]
             inputs = torch.stack([inputs for inputs, _ in items])
@@ -163,8 +176,16 @@ class LoaderProbe(Probe):
             return None
 
     def blocks(self, batch_size: int, rank: int = 0, world_size: int = 1) -> Iterator[ProbeBatch]:
-        """Yield this process's blocks, regrouping the loader's batches."""
-        batches = (_split_item(batch, "batch") for batch in self.loader)
+        """Yield this process's blocks, regrouping the loader's batches.
+
+        Raises:
+            ValueError: the loader yields no sample, or (when its length is unknown) more than
+                :data:`PROBE_READ_LIMIT` samples or :data:`PROBE_READ_BYTES` bytes of inputs.
+
+        """
+        batches: Iterator[tuple[Tensor, Tensor | None]] = (_split_item(batch, "batch") for batch in self.loader)
+        if self.num_blocks(batch_size) is None:
+            batches = _bounded(batches)
         block = -1
         for block, (inputs, labels) in enumerate(_regroup(batches, batch_size)):
             if block % world_size == rank:
@@ -172,6 +193,22 @@ class LoaderProbe(Probe):
                 yield ProbeBatch(torch.arange(start, start + inputs.shape[0]), inputs, labels)
         if block < 0:
             raise ValueError("`probe` DataLoader yielded no samples.")
+
+
+def _bounded(batches: Iterable[tuple[Tensor, Tensor | None]]) -> Iterator[tuple[Tensor, Tensor | None]]:
+    """``batches``, failing once they hold more than :data:`PROBE_READ_LIMIT` samples or :data:`PROBE_READ_BYTES`."""
+    samples = size = 0
+    for inputs, labels in batches:
+        samples += inputs.shape[0]
+        size += inputs.numel() * inputs.element_size()
+        if samples > PROBE_READ_LIMIT or size > PROBE_READ_BYTES:
+            raise ValueError(
+                f"The probe DataLoader has no length and has yielded {samples} samples ({size / 2**20:.0f} MiB) so far,"
+                f" more than a probe may hold ({PROBE_READ_LIMIT} samples, {PROBE_READ_BYTES // 2**30} GiB): is its"
+                " dataset endless? A probe is a fixed, finite set: pass a finite DataLoader (e.g. over"
+                " itertools.islice of the stream), a tensor, or probe=<int> for the first n samples."
+            )
+        yield inputs, labels
 
 
 def _concat(parts: list[Tensor | None]) -> Tensor | None:

@@ -1,129 +1,24 @@
-"""Score a model: probe -> alteration -> embed -> distances -> metric, streamed block by block.
+"""Score a model offline: RMQM of its representation manifold on a probe, with no Trainer.
 
-:func:`accumulate` is the one code path that both :func:`score` (offline) and the Lightning
-callback use. It reads the probe in blocks of ``batch_size``, walks each block's trajectory
-level by level keeping only the original and previous representations, and hands the metric
-``(n, J)`` distance series: peak memory grows with neither the number of probes nor, beyond
-those ``n x J`` numbers, the number of levels.
+:func:`score` runs the same evaluation stream as the callback (:mod:`rmqm_callback._evaluation`):
+probe -> alteration -> embed -> distances -> metric, block by block.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from rmqm_callback._checks import check_bool, check_convention, check_int
+from rmqm_callback._evaluation import FullPrecision, check_alteration, check_set_up, measure
+from rmqm_callback._guest_pass import GUEST_PROBES
 from rmqm_callback.alterations import Alteration, GaussianNoise
-from rmqm_callback.encoder import EmbedRule, Encoder, evaluation_mode, model_device
-from rmqm_callback.functional.rmqm import prepare_embeddings
+from rmqm_callback.encoder import EmbedRule, Encoder, model_device
 from rmqm_callback.metric import RMQM
-from rmqm_callback.probe import Probe, ProbeBatch, as_probe
-
-#: ``progress(done_blocks, total_blocks)``, called after every block (total ``None`` if unknown).
-ProgressHook = Callable[[int, int], None]
-
-
-def check_alteration(alteration: Any) -> Alteration:
-    """Return ``alteration`` if it implements :class:`Alteration`, else raise ``TypeError``."""
-    if not isinstance(alteration, Alteration):
-        raise TypeError(
-            "`alteration` must be an rmqm_callback.alterations.Alteration (GaussianNoise, PGD or a subclass"
-            f" of InputAlteration), got {type(alteration).__name__}."
-        )
-    return alteration
-
-
-def _block_distances(
-    batch: ProbeBatch, alteration: Alteration, encoder: Encoder, batch_size: int, normalize: bool
-) -> tuple[Tensor, Tensor]:
-    """Distances ``(n, J)`` to the original and to the previous level for one block of probes."""
-    origin = previous = None
-    to_original: list[Tensor] = []
-    to_previous: list[Tensor] = []
-    for representation in alteration.trajectory(batch, encoder, batch_size):
-        phi = prepare_embeddings(representation, normalize)
-        if origin is None:
-            origin = phi
-        else:
-            to_original.append(torch.linalg.vector_norm(phi - origin, dim=-1))
-            to_previous.append(torch.linalg.vector_norm(phi - previous, dim=-1))
-        previous = phi
-    if len(to_original) != alteration.levels - 1:
-        raise ValueError(
-            f"{alteration!r} yielded {len(to_original) + 1} levels for a block, but declares {alteration.levels}."
-        )
-    return torch.stack(to_original, dim=1), torch.stack(to_previous, dim=1)
-
-
-def _finite_rows(do: Tensor, dp: Tensor, batch: ProbeBatch, alteration: Alteration, skip: bool) -> Tensor | None:
-    """Rows whose distances are all finite; ``None`` when all are. Raises unless ``skip``."""
-    finite = torch.isfinite(do) & torch.isfinite(dp)
-    if bool(finite.all()):
-        return None
-    if not skip:
-        row, column = (~finite).nonzero()[0].tolist()
-        raise ValueError(
-            f"The encoder gave a non-finite (NaN/inf) representation for probe {int(batch.indices[row])}"
-            f" at or before level {column + 1} of {alteration!r}."
-        )
-    return finite.all(dim=1)
-
-
-def accumulate(
-    metric: RMQM,
-    encoder: Encoder,
-    probe: Probe,
-    alteration: Alteration,
-    *,
-    batch_size: int,
-    device: torch.device,
-    rank: int = 0,
-    world_size: int = 1,
-    progress: ProgressHook | None = None,
-    skip_non_finite: bool = False,
-) -> int:
-    """Add this process's share of the probe's trajectories to ``metric`` (on ``device``).
-
-    Process ``rank`` of ``world_size`` reads blocks ``rank, rank + world_size, ...``; a process
-    without a block still updates the metric (with no probes) so that all share state shapes.
-    A probe whose representations are not finite raises ``ValueError``, or with
-    ``skip_non_finite`` is left out and counted (a process must not raise alone under DDP).
-
-    Returns:
-        The number of probes left out for non-finite representations.
-    """
-    num_steps = alteration.levels - 1
-    num_blocks = probe.num_blocks(batch_size)
-    total = None if num_blocks is None else len(range(rank, num_blocks, world_size))
-    done = skipped = 0
-    for batch in probe.blocks(batch_size, rank, world_size):
-        do, dp = _block_distances(batch.to(device), alteration, encoder, batch_size, metric.normalize)
-        keep = _finite_rows(do, dp, batch, alteration, skip_non_finite)
-        if keep is not None:
-            do, dp = do[keep], dp[keep]
-            skipped += int((~keep).sum())
-        metric.update(distances=(do, dp))
-        done += 1
-        if progress is not None:
-            progress(done, total)
-    if progress is not None and total is None:
-        progress(done, done)  # the length was unknown until the end
-    if done == 0:
-        empty = torch.zeros(0, num_steps, device=device)
-        metric.update(distances=(empty, empty))
-    return skipped
-
-
-@contextmanager
-def guest_of(model: nn.Module, device: torch.device) -> Iterator[None]:
-    """Evaluate ``model`` as a guest: eval mode, restored modes, and untouched global RNG streams."""
-    cuda_devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda_devices), evaluation_mode(model):
-        yield
+from rmqm_callback.probe import as_probe, materialize
 
 
 def score(
@@ -144,7 +39,9 @@ def score(
     ``torch.inference_mode`` for input alterations, without touching BatchNorm statistics,
     parameters' ``.grad`` or the global random number streams. Probes are read and embedded in
     blocks of ``batch_size`` and trajectories are walked level by level, so memory stays flat in
-    the number of probes and levels.
+    the number of probes and levels. ``torch.compile``d modules run eagerly. The first two probes
+    go through the whole evaluation first, so that a probe the model cannot take, or an alteration
+    that cannot work, fails with a message that names it.
 
     Args:
         model: the encoder (not moved; its parameters' device is used unless ``device`` is given).
@@ -168,7 +65,9 @@ def score(
 
     Raises:
         TypeError / ValueError: a bad argument, an empty probe, inputs outside the alteration's
-            contract, or a representation the ``embed`` rule cannot make ``(batch, d)``.
+            contract, a probe the model fails on (its shape, dtype and device are named), an
+            alteration whose output is not like its input, or a representation the ``embed``
+            rule cannot make ``(batch, d)``.
 
     Example:
         >>> import torch
@@ -191,7 +90,20 @@ def score(
     device = home if device is None else torch.device(device)
     if device.type != home.type or (device.index is not None and home.index not in (None, device.index)):
         raise ValueError(f"`device`={device} is not where the model is ({home}); move the model first.")
+    precision = FullPrecision()
+    checked = materialize(probe, limit=GUEST_PROBES)
+    check_set_up(
+        "score()",
+        model,
+        encoder,
+        checked,
+        {alteration.name: alteration},
+        precision=precision,
+        device=device,
+        batch_size=batch_size,
+        convention=convention,
+        normalize=normalize,
+    )
     metric = RMQM(convention=convention, normalize=normalize).to(device)
-    with guest_of(model, device):
-        accumulate(metric, encoder, probe, alteration, batch_size=batch_size, device=device)
+    measure(metric, model, encoder, probe, alteration, precision=precision, device=device, batch_size=batch_size)
     return metric.compute()

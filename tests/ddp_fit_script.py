@@ -2,10 +2,11 @@
 
 Usage::
 
-    python tests/ddp_fit_script.py OUT_DIR CASE [DEVICES]
+    python tests/ddp_fit_script.py OUT_DIR CASE [DEVICES [NAMESPACE]]
 
 ``CASE`` is ``odd`` (an explicit tensor probe of 37 inputs), ``one`` (a tensor probe of 1 input)
-or ``int`` (``probe=20``: the first 20 validation samples). ``DEVICES`` defaults to 2.
+or ``int`` (``probe=20``: the first 20 validation samples). ``DEVICES`` defaults to 2,
+``NAMESPACE`` to ``pytorch_lightning`` (or ``lightning.pytorch``: that package's Trainer and module).
 
 Lightning's subprocess launcher re-runs this very command line for rank 1 (with ``LOCAL_RANK``
 set), so the script must do the same on every rank. After the fit, every rank writes
@@ -24,6 +25,7 @@ import os
 import sys
 from pathlib import Path
 
+import lightning.pytorch as L
 import pytorch_lightning as pl
 import torch
 import torch.distributed as dist
@@ -86,8 +88,8 @@ def reference_probe(case: str) -> torch.Tensor:
     return tensor_probe(TENSOR_PROBES[case])
 
 
-class TinyClassifier(pl.LightningModule):
-    """A small MLP classifier; RMQM measures its output (the logits)."""
+class TinyClassifierSteps:
+    """A small MLP classifier; RMQM measures its output (the logits). Mixed into either namespace's module."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -108,14 +110,26 @@ class TinyClassifier(pl.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.5)
 
 
-def main(out_dir: str, case: str, devices: int = 2) -> None:
+class TinyClassifier(TinyClassifierSteps, pl.LightningModule):
+    """The classifier as a ``pytorch_lightning.LightningModule``."""
+
+
+class UnifiedTinyClassifier(TinyClassifierSteps, L.LightningModule):
+    """The classifier as a ``lightning.pytorch.LightningModule``."""
+
+
+NAMESPACES = {"pytorch_lightning": (pl, TinyClassifier), "lightning.pytorch": (L, UnifiedTinyClassifier)}
+
+
+def main(out_dir: str, case: str, devices: int = 2, namespace: str = "pytorch_lightning") -> None:
     if case not in CASES:
         raise SystemExit(f"unknown case {case!r}; expected one of {CASES}")
+    lightning, module_class = NAMESPACES[namespace]
     torch.set_num_threads(1)
     pl.seed_everything(0, verbose=False)
-    model = TinyClassifier()
+    model = module_class()
     callback = RMQMCallback(probe_for(case), alterations(), batch_size=BATCH_SIZE)
-    trainer = pl.Trainer(
+    trainer = lightning.Trainer(
         strategy="ddp" if devices > 1 else "auto",
         accelerator="cpu",
         devices=devices,
@@ -143,6 +157,7 @@ def main(out_dir: str, case: str, devices: int = 2) -> None:
         "world_size": trainer.world_size,
         "backend": dist.get_backend() if dist.is_available() and dist.is_initialized() else None,
         "pid": os.getpid(),
+        "trainer": f"{type(trainer).__module__}.{type(trainer).__qualname__}",
         "metrics": metrics,
         "dtypes": dtypes,
         "last_results": callback.last_results,
@@ -154,4 +169,9 @@ def main(out_dir: str, case: str, devices: int = 2) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else 2)
+    main(
+        sys.argv[1],
+        sys.argv[2],
+        int(sys.argv[3]) if len(sys.argv) > 3 else 2,
+        sys.argv[4] if len(sys.argv) > 4 else "pytorch_lightning",
+    )

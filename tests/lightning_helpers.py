@@ -1,15 +1,22 @@
-"""A tiny supervised LightningModule and data for the callback tests."""
+"""A tiny supervised LightningModule and data for the callback tests, under both Lightning namespaces."""
 
 from __future__ import annotations
 
+import lightning.pytorch as L
 import pytorch_lightning as pl
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+#: The two Lightning front doors, by name.
+NAMESPACES = {"pytorch_lightning": pl, "lightning.pytorch": L}
 
-class TinyEncoder(pl.LightningModule):
-    """Conv + BatchNorm + Dropout encoder with a classifier head; forward returns the representation."""
+
+class TinyEncoderSteps:
+    """Conv + BatchNorm + Dropout encoder with a classifier head; forward returns the representation.
+
+    The steps of the tiny model, mixed into a LightningModule of either namespace below.
+    """
 
     def __init__(self, lr: float = 0.05, bn_momentum: float = 0.1) -> None:
         super().__init__()
@@ -41,6 +48,18 @@ class TinyEncoder(pl.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=self.lr, momentum=0.9)
 
 
+class TinyEncoder(TinyEncoderSteps, pl.LightningModule):
+    """The tiny model as a ``pytorch_lightning.LightningModule``."""
+
+
+class UnifiedTinyEncoder(TinyEncoderSteps, L.LightningModule):
+    """The tiny model as a ``lightning.pytorch.LightningModule``."""
+
+
+#: The tiny model of each namespace.
+TINY_ENCODERS = {"pytorch_lightning": TinyEncoder, "lightning.pytorch": UnifiedTinyEncoder}
+
+
 class NoValidationEncoder(TinyEncoder):
     """The same model without a validation_step."""
 
@@ -63,7 +82,7 @@ def loaders(n: int = 96, batch_size: int = 16) -> tuple[DataLoader, DataLoader]:
     return train, val
 
 
-def trainer(tmp_path, **kwargs) -> pl.Trainer:
+def trainer(tmp_path, namespace: str = "pytorch_lightning", **kwargs) -> pl.Trainer:
     settings = {
         "max_epochs": 3,
         "accelerator": "cpu",
@@ -76,4 +95,4 @@ def trainer(tmp_path, **kwargs) -> pl.Trainer:
         "num_sanity_val_steps": 0,
     }
     settings.update(kwargs)
-    return pl.Trainer(**settings)
+    return NAMESPACES[namespace].Trainer(**settings)

@@ -36,7 +36,7 @@ def test_noise_level_zero_is_the_input_exactly():
     assert torch.equal(noise.alter(x, torch.arange(5), 0), x)
 
 
-@pytest.mark.parametrize(("levels", "max_std"), [(3, 1.0), (100, 1.0), (7, 0.25), (5, 0.0)])
+@pytest.mark.parametrize(("levels", "max_std"), [(3, 1.0), (100, 1.0), (7, 0.25), (5, 1e-3)])
 def test_noise_std_schedule_is_linspace(levels, max_std):
     strengths = GaussianNoise(levels=levels, max_std=max_std).strengths()
     assert strengths.dtype == torch.float64 and strengths.shape == (levels,)
@@ -132,7 +132,8 @@ def test_noise_of_an_empty_batch_is_empty():
         ({"levels": 2}, ValueError, r"`levels` must be >= 3, got 2"),
         ({"levels": 5.0}, TypeError, r"`levels` must be an int, got 5.0"),
         ({"levels": True}, TypeError, r"`levels` must be an int"),
-        ({"max_std": -0.1}, ValueError, r"`max_std` must be >= 0, got -0.1"),
+        ({"max_std": -0.1}, ValueError, r"`max_std` must be > 0, got -0.1"),
+        ({"max_std": 0}, ValueError, r"`max_std` must be > 0, got 0.0"),
         ({"max_std": math.nan}, ValueError, r"`max_std` must be finite"),
         ({"max_std": "1"}, TypeError, r"`max_std` must be a number"),
         ({"clip": (1.0, 0.0)}, ValueError, r"`clip` must have lo < hi, got lo=1.0, hi=0.0"),
@@ -314,8 +315,10 @@ def test_pgd_single_probe_with_default_loss_warns():
     [
         ({"levels": 2}, ValueError, r"`levels` must be >= 3, got 2"),
         ({"levels": "30"}, TypeError, r"`levels` must be an int"),
-        ({"step_size": -0.01}, ValueError, r"`step_size` must be >= 0, got -0.01"),
-        ({"radius": -0.3}, ValueError, r"`radius` must be >= 0, got -0.3"),
+        ({"step_size": -0.01}, ValueError, r"`step_size` must be > 0, got -0.01"),
+        ({"step_size": 0}, ValueError, r"`step_size` must be > 0, got 0.0"),
+        ({"radius": -0.3}, ValueError, r"`radius` must be > 0, got -0.3"),
+        ({"radius": 0.0}, ValueError, r"`radius` must be > 0, got 0.0"),
         ({"clip": (1, 0)}, ValueError, r"`clip` must have lo < hi, got lo=1, hi=0"),
         ({"loss": "cross_entropy"}, TypeError, r"`loss` must be None or a callable"),
         ({"temperature": 0.0}, ValueError, r"`temperature` must be > 0, got 0.0"),

@@ -209,10 +209,10 @@ def test_early_stopping_follows_the_logged_history(tmp_path):
 @pytest.mark.parametrize(
     ("monitor_callback", "match"),
     [
-        (lambda: EarlyStopping(monitor=KEY, mode="max"), r"EarlyStopping checks it .*check_val_every_n_epoch=2"),
+        (lambda: EarlyStopping(monitor=KEY, mode="max"), r"EarlyStopping checks .*check_val_every_n_epoch=2"),
         (
             lambda: EarlyStopping(monitor=KEY, mode="max", strict=False),
-            r"EarlyStopping checks it .*check_val_every_n_epoch=2",
+            r"EarlyStopping checks .rmqm/noise/RMQM. .*check_val_every_n_epoch=2",
         ),
         (lambda: ModelCheckpoint(monitor=KEY, mode="max"), r"ModelCheckpoint\(every_n_epochs=2\)"),
     ],
@@ -310,7 +310,8 @@ def test_resume_restores_probe_settings_and_value(tmp_path):
 
 def test_two_callbacks_live_in_one_trainer_and_checkpoint(tmp_path):
     noise = RMQMCallback(probe_tensor(), GaussianNoise(levels=6), batch_size=16)
-    attack = RMQMCallback(probe_tensor(), PGD(levels=4, radius=0.1), batch_size=16)
+    # one prefix, so one of them logs rmqm/RankMe and rmqm/alpha_ReQ
+    attack = RMQMCallback(probe_tensor(), PGD(levels=4, radius=0.1), batch_size=16, spectral=False)
     assert noise.state_key != attack.state_key
     fit = trainer(tmp_path, max_epochs=1, callbacks=[noise, attack])
     fit.fit(TinyEncoder(), *loaders())
@@ -332,15 +333,18 @@ def test_named_alterations_and_reference_convention_keys(tmp_path):
     fit = trainer(tmp_path, max_epochs=1, callbacks=[callback])
     fit.fit(TinyEncoder(), *loaders())
     for name in ("weak", "strong"):
-        for quantity in ("RMQM", "D", "D_RC", "P_RC", "D_prev", "D_prev_se", "seconds"):
+        for quantity in ("RMQM", "D", "D_RC", "P_RC", "D_prev", "se/D_prev", "left_out/P_RC", "seconds"):
             assert f"manifold/{name}/{quantity}" in fit.callback_metrics
+    assert {"manifold/RankMe", "manifold/alpha_ReQ"} <= set(fit.callback_metrics)
 
 
 def test_without_matplotlib_scalars_still_logged_and_no_figure(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now fails
     logger = TensorBoardLogger(str(tmp_path), name="tb")
     callback = RMQMCallback(probe_tensor(), GaussianNoise(levels=6), batch_size=16)
-    trainer(tmp_path, logger=logger, max_epochs=1, callbacks=[callback]).fit(TinyEncoder(), *loaders())
+    with pytest.warns(UserWarning, match=r"not installed.*rmqm_callback\[plot\]") as warned:
+        trainer(tmp_path, logger=logger, max_epochs=2, callbacks=[callback]).fit(TinyEncoder(), *loaders())
+    assert sum("matplotlib" in str(warning.message) for warning in warned) == 1  # once, not every epoch
     events = read_events(logger.log_dir)
     assert KEY in events.Tags()["scalars"]
     assert events.Tags()["images"] == []

@@ -26,7 +26,8 @@ import pytest
 import torch
 
 from rmqm_callback import score
-from rmqm_callback.keys import LOGGED_QUANTITIES, SECONDS_KEY, metric_key
+from rmqm_callback.functional import alpha_req, rankme
+from rmqm_callback.keys import LOGGED_QUANTITIES, SECONDS_KEY, SPECTRAL_QUANTITIES, callback_key, metric_key, se_key
 
 SCRIPT = Path(script.__file__).resolve()
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -44,7 +45,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _run_fit(case: str, out_dir: Path) -> tuple[int, str, float]:
+def _run_fit(case: str, out_dir: Path, namespace: str = "pytorch_lightning") -> tuple[int, str, float]:
     """Run the DDP fit of ``case``; return its exit code, its output (both ranks) and its wall time.
 
     The script runs in its own process group, which is killed as a whole on timeout (rank 1 is a
@@ -65,7 +66,7 @@ def _run_fit(case: str, out_dir: Path) -> tuple[int, str, float]:
     start = time.perf_counter()
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, str(SCRIPT), str(out_dir), case, str(WORLD_SIZE)],
+            [sys.executable, str(SCRIPT), str(out_dir), case, str(WORLD_SIZE), namespace],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
@@ -88,12 +89,16 @@ def _run_fit(case: str, out_dir: Path) -> tuple[int, str, float]:
     return code, log_path.read_text(errors="replace"), elapsed
 
 
-@pytest.fixture(scope="module", params=script.CASES)
+#: (case, namespace) of every DDP fit: each case under pytorch_lightning, the odd probe under lightning.pytorch too
+FITS = [*((case, "pytorch_lightning") for case in script.CASES), ("odd", "lightning.pytorch")]
+
+
+@pytest.fixture(scope="module", params=FITS, ids=[f"{case}-{namespace}" for case, namespace in FITS])
 def ddp_fit(request, tmp_path_factory):
     """One real 2-process DDP fit per case: the ranks' records, output, final weights."""
-    case = request.param
-    out_dir = tmp_path_factory.mktemp(f"ddp_{case}")
-    code, output, elapsed = _run_fit(case, out_dir)
+    case, namespace = request.param
+    out_dir = tmp_path_factory.mktemp(f"ddp_{case}_{namespace}")
+    code, output, elapsed = _run_fit(case, out_dir, namespace)
     assert code == 0, f"DDP fit of case {case!r} exited with {code}. Output:\n{output[-6000:]}"
     records = {}
     for rank in range(WORLD_SIZE):
@@ -104,12 +109,15 @@ def ddp_fit(request, tmp_path_factory):
         rank: torch.load(out_dir / f"model_rank{rank}.pt", map_location="cpu", weights_only=True)
         for rank in range(WORLD_SIZE)
     }
+    for record in records.values():
+        assert record["trainer"] == f"{namespace}.trainer.trainer.Trainer", record["trainer"]
     return {"case": case, "records": records, "output": output, "elapsed": elapsed, "weights": weights}
 
 
 def _expected_keys() -> set[str]:
     names = [alteration.name for alteration in script.alterations()]
-    return {metric_key("rmqm", name, quantity) for name in names for quantity in (*LOGGED_QUANTITIES, SECONDS_KEY)}
+    per_alteration = {metric_key("rmqm", name, q) for name in names for q in (*LOGGED_QUANTITIES, SECONDS_KEY)}
+    return per_alteration | {callback_key("rmqm", quantity) for quantity in SPECTRAL_QUANTITIES}
 
 
 def _same(a: float, b: float) -> bool:
@@ -188,15 +196,31 @@ def test_ddp_logged_values_equal_single_process_score(ddp_fit, single_process_sc
 def test_ddp_standard_errors_equal_single_process_score(ddp_fit, single_process_scores):
     for rank, record in ddp_fit["records"].items():
         for name, expected in single_process_scores.items():
-            for quantity in ("D_se", "D_RC_se", "P_RC_se"):
-                key = metric_key("rmqm", name, quantity)
-                logged, reference = record["metrics"][key], expected[quantity]
+            for quantity in ("D", "D_RC", "P_RC"):
+                key = metric_key("rmqm", name, se_key(quantity))
+                logged, reference = record["metrics"][key], expected[f"{quantity}_se"]
                 if math.isnan(reference):  # a single probe has no standard error
                     assert math.isnan(logged), f"rank {rank} {key}: logged {logged!r}, single-process NaN"
                 else:
                     assert math.isclose(logged, reference, rel_tol=RELATIVE_TOLERANCE, abs_tol=0.0), (
                         f"rank {rank} {key}: logged {logged!r}, single-process {reference!r}"
                     )
+
+
+def test_ddp_rankme_and_alpha_req_equal_the_functional_ones_on_the_clean_probe(ddp_fit):
+    model = script.TinyClassifier().eval()
+    model.load_state_dict(ddp_fit["weights"][0])
+    probe = script.reference_probe(ddp_fit["case"])
+    with torch.no_grad():  # the callback embeds the clean level block by block, as here
+        clean = torch.cat([model(block) for block in probe.split(script.BATCH_SIZE)])
+    for rank, record in ddp_fit["records"].items():
+        for quantity, function in (("RankMe", rankme), ("alpha_ReQ", alpha_req)):
+            logged = record["metrics"][callback_key("rmqm", quantity)]
+            if len(probe) < 2:  # no spectrum of a single representation
+                assert math.isnan(logged), f"rank {rank} {quantity}: {logged!r}"
+                continue
+            reference = float(function(clean))
+            assert math.isclose(logged, reference, rel_tol=1e-12), f"rank {rank} {quantity}: {logged!r}, {reference!r}"
 
 
 def test_ddp_int_probe_is_the_first_validation_samples_in_order():

@@ -9,7 +9,7 @@ data loading during training.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
@@ -34,7 +34,7 @@ def idle_cores() -> int:
     return usable - torch.get_num_threads()
 
 
-def made_ahead(make: Callable[[Item], Made], items: Sequence[Item]) -> Iterator[Made]:
+def made_ahead(make: Callable[[Item], Made], items: Sequence[Item]) -> Generator[Made, None, None]:
     """Yield ``make(item)`` for every item in order, making the next one on a helper thread meanwhile.
 
     ``make`` runs on one helper thread, one call at a time and in order, so it must not rely on

@@ -13,8 +13,9 @@ successively stronger alterations, level 0 being the unaltered input. Two kinds 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import closing
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -68,6 +69,19 @@ class Alteration(ABC):
     def _settings(self) -> dict[str, object]:
         """The configuration that identifies this alteration (used in ``repr`` and state keys)."""
         return {"levels": self.levels}
+
+    def init_args(self) -> dict[str, Any]:
+        """The ``__init__`` arguments that rebuild this alteration (recorded in checkpoints for ``rmqm score``).
+
+        By default the settings that identify it (``levels``); a subclass whose ``__init__``
+        takes other arguments overrides this, or :meth:`_settings`.
+        """
+        return dict(self._settings())
+
+    @classmethod
+    def from_init_args(cls, init_args: dict[str, Any]) -> Alteration:
+        """Build an alteration from what :meth:`init_args` returned."""
+        return cls(**init_args)
 
 
 class InputAlteration(Alteration):
@@ -129,7 +143,7 @@ class InputAlteration(Alteration):
                 with autocast:
                     return altered_group(levels)
 
-            altered_groups = made_ahead(altered_group_ahead, groups)
+            altered_groups: Generator[Tensor, None, None] = made_ahead(altered_group_ahead, groups)
         else:
             altered_groups = (altered_group(levels) for levels in groups)
         with closing(altered_groups):  # an error or an early stop ends the helper thread now, not at gc

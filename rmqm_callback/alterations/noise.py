@@ -43,7 +43,8 @@ class GaussianNoise(InputAlteration):
         seed: seed of the noise.
 
     Raises:
-        TypeError / ValueError: ``levels < 3``, negative ``max_std``, ``clip`` with ``lo >= hi``.
+        TypeError / ValueError: ``levels < 3``, ``max_std <= 0`` (no noise: every level would be the
+            input), ``clip`` with ``lo >= hi``.
 
     Example:
         >>> import torch
@@ -65,7 +66,7 @@ class GaussianNoise(InputAlteration):
         self, levels: int = 100, max_std: float = 1.0, clip: tuple[float, float] | None = (0.0, 1.0), seed: int = 0
     ) -> None:
         super().__init__(levels)
-        self.max_std = check_number("max_std", max_std)
+        self.max_std = check_number("max_std", max_std, positive=True)  # 0 would alter nothing
         self.clip = check_clip(clip)
         self.seed = check_int("seed", seed, minimum=0)
         self._stds = torch.linspace(0.0, self.max_std, self.levels, dtype=torch.float64).tolist()

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from rmqm_callback._checks import check_alteration_inputs, check_clip, check_number
+from rmqm_callback._recorded import callable_spec, rebuild_callable
 from rmqm_callback.alterations.base import Alteration
 from rmqm_callback.encoder import Encoder
 from rmqm_callback.probe import ProbeBatch
@@ -62,8 +63,8 @@ class PGD(Alteration):
         temperature: temperature of the default contrastive loss.
 
     Raises:
-        TypeError / ValueError: ``levels < 3``, negative ``step_size`` or ``radius``, ``clip`` with
-            ``lo >= hi``, a ``loss`` that is not callable.
+        TypeError / ValueError: ``levels < 3``, ``step_size <= 0`` or ``radius <= 0`` (the attack
+            would not move), ``clip`` with ``lo >= hi``, a ``loss`` that is not callable.
 
     Example:
         >>> import torch
@@ -91,8 +92,9 @@ class PGD(Alteration):
         temperature: float = 0.1,
     ) -> None:
         super().__init__(levels)
-        self.step_size = check_number("step_size", step_size)
-        self.radius = check_number("radius", radius)
+        # 0 for either would move nothing: every level would be the input
+        self.step_size = check_number("step_size", step_size, positive=True)
+        self.radius = check_number("radius", radius, positive=True)
         self.clip = check_clip(clip)
         if loss is not None and not callable(loss):
             raise TypeError(f"`loss` must be None or a callable (output, clean, labels), got {loss!r}.")
@@ -107,6 +109,22 @@ class PGD(Alteration):
             loss = f"{getattr(self.loss, '__module__', '')}.{named}"
         settings = {"levels": self.levels, "step_size": self.step_size, "radius": self.radius, "clip": self.clip}
         return {**settings, "loss": loss}
+
+    def init_args(self) -> dict[str, Any]:
+        """The ``__init__`` arguments; ``loss`` as ``"module:qualname"`` (unrecorded when it cannot be imported)."""
+        return {
+            "levels": self.levels,
+            "step_size": self.step_size,
+            "radius": self.radius,
+            "clip": self.clip,
+            "loss": callable_spec(self.loss),
+            "temperature": self.temperature,
+        }
+
+    @classmethod
+    def from_init_args(cls, init_args: dict[str, Any]) -> PGD:
+        """Build a PGD from :meth:`init_args`, importing its ``loss`` back."""
+        return cls(**{**init_args, "loss": rebuild_callable(init_args.get("loss"), "loss")})
 
     def _loss(self, output: Any, representation: Tensor, clean: Tensor, labels: Tensor | None) -> Tensor:
         if self.loss is None:

@@ -1,5 +1,11 @@
-"""Functional interface: plain functions of tensors, usable without Lightning."""
+"""Functional interface: plain functions of tensors, usable without Lightning.
+
+``rmqm`` computes RMQM and its components from trajectories of representations; ``rankme`` and
+``alpha_req`` are the label-free spectral scores RMQM is compared with (and which the callback
+logs from the clean probe as collapse signals).
+"""
 
 from rmqm_callback.functional.rmqm import RMQMCollapseWarning, rmqm
+from rmqm_callback.functional.spectral import alpha_req, rankme
 
-__all__ = ["RMQMCollapseWarning", "rmqm"]
+__all__ = ["RMQMCollapseWarning", "alpha_req", "rankme", "rmqm"]

@@ -31,6 +31,7 @@ import functools
 import multiprocessing
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
@@ -60,6 +61,8 @@ SCORES = {
     "alpha-ReQ": "alpha_req",
     "-abs(alpha-ReQ - 1)": "neg_alpha_req_distance",
 }
+#: One encoder's work, ``(job, settings) -> row``: a module-level function, so that worker processes can run it.
+Task = Callable[[dict[str, object], dict[str, int]], dict[str, object]]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -115,9 +118,8 @@ def init_worker() -> None:
     quiet_lightning()
 
 
-def train_and_score(job: dict[str, object], settings: dict[str, int]) -> dict[str, object]:
-    """Train one encoder of the grid and measure all its scores and its downstream accuracy."""
-    start = time.perf_counter()
+def train_encoder(job: dict[str, object], settings: dict[str, int]) -> tuple[EncoderModule, pl.Trainer]:
+    """Train one encoder of the grid on digits 0-4; the same job and settings give the same weights."""
     data = load_data(settings["probe_size"])
     pl.seed_everything(int(job["seed"]), verbose=False)
     method, optimizer = str(job["method"]), str(job["optimizer"])
@@ -135,6 +137,20 @@ def train_and_score(job: dict[str, object], settings: dict[str, int]) -> dict[st
         log_every_n_steps=len(loader),
     )
     trainer.fit(model, loader)
+    return model, trainer
+
+
+def downstream_accuracy(model: EncoderModule, probe_size: int) -> float:
+    """The downstream score: 1-NN (cosine) accuracy on digits 5-9, fitted on one half and tested on the other."""
+    data = load_data(probe_size)
+    return knn_accuracy(embed(model, data["fit_x"]), data["fit_y"], embed(model, data["test_x"]), data["test_y"])
+
+
+def train_and_score(job: dict[str, object], settings: dict[str, int]) -> dict[str, object]:
+    """Train one encoder of the grid and measure all its scores and its downstream accuracy."""
+    start = time.perf_counter()
+    model, trainer = train_encoder(job, settings)
+    data = load_data(settings["probe_size"])
     rmqm = score(model, data["probe_x"], GaussianNoise(levels=settings["levels"]))
     probe_z = embed(model, data["probe_x"])
     alpha = float(alpha_req(probe_z))
@@ -150,15 +166,20 @@ def train_and_score(job: dict[str, object], settings: dict[str, int]) -> dict[st
         "alpha_req": alpha,
         "neg_alpha_req_distance": -abs(alpha - 1.0),
         "seen_knn_accuracy": knn_accuracy(train_z, data["train_y"], probe_z, data["probe_y"]),
-        "knn_accuracy": knn_accuracy(
-            embed(model, data["fit_x"]), data["fit_y"], embed(model, data["test_x"]), data["test_y"]
-        ),
+        "knn_accuracy": downstream_accuracy(model, settings["probe_size"]),
         "seconds": time.perf_counter() - start,
     }
 
 
-def run_grid(jobs: list[dict[str, object]], settings: dict[str, int], workers: int) -> list[dict[str, object]]:
-    """Run every job (in ``workers`` processes when > 1), printing one line per finished encoder."""
+def run_grid(
+    jobs: list[dict[str, object]], settings: dict[str, int], workers: int, task: Task | None = None
+) -> list[dict[str, object]]:
+    """Run ``task`` (default :func:`train_and_score`) on every job, in ``workers`` processes when > 1.
+
+    Prints one line per finished encoder (the row's ``RMQM``, ``knn_accuracy`` and ``seconds``); rows come
+    back in the order of ``jobs``.
+    """
+    task = train_and_score if task is None else task
     rows: list[dict[str, object]] = []
 
     def report(row: dict[str, object]) -> None:
@@ -173,11 +194,11 @@ def run_grid(jobs: list[dict[str, object]], settings: dict[str, int], workers: i
     if workers <= 1:
         init_worker()
         for job in jobs:
-            report(train_and_score(job, settings))
+            report(task(job, settings))
     else:
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(workers, mp_context=context, initializer=init_worker) as pool:
-            for future in as_completed([pool.submit(train_and_score, job, settings) for job in jobs]):
+            for future in as_completed([pool.submit(task, job, settings) for job in jobs]):
                 report(future.result())
     order = {tuple(job.values()): i for i, job in enumerate(jobs)}
     return sorted(rows, key=lambda row: order[tuple(row[key] for key in jobs[0])])

@@ -129,7 +129,7 @@ class RMQMCallback(LightningCallback):
         *,
         every_n_epochs: int = 1,
         embed: EmbedRule = None,
-        preprocess: Callable[[Tensor], Tensor] | None = None,
+        preprocess: Callable[[Tensor], Any] | None = None,
         batch_size: int = 256,
         convention: str = "paper",
         normalize: bool = True,

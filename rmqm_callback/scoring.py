@@ -27,7 +27,7 @@ def score(
     alteration: Alteration | None = None,
     *,
     embed: EmbedRule = None,
-    preprocess: Callable[[Tensor], Tensor] | None = None,
+    preprocess: Callable[[Tensor], Any] | None = None,
     batch_size: int = 256,
     convention: str = "paper",
     normalize: bool = True,

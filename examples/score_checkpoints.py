@@ -1,20 +1,24 @@
-"""Rank saved checkpoints by RMQM after the fact, with ``rmqm_callback.score`` (no Trainer needed).
+"""Rank train_digits.py's checkpoints by RMQM with ``rmqm score``, and check the ranking against 1-NN accuracy.
 
-Every ``*.ckpt`` under a folder (for example the ones ``train_digits.py`` saved) is loaded, scored on
-the same held-out digits probe with white noise, and printed best first: checkpoint selection without
-labels, for runs that did not use the callback or to re-score them with other settings.
+The ranking is the ``rmqm score`` command's (``rmqm_callback.checkpoints.score_checkpoint``): each
+checkpoint is evaluated with the probe, noise and settings the callback recorded in it, so the
+values are the ones it logged. From the repository root, the command alone does the same::
+
+    PYTHONPATH=examples rmqm score lightning_logs/nt-xent/version_0/checkpoints --module _digits_model:EncoderModule
+
+This script adds one labelled check, ``--accuracy``: the 1-NN accuracy of the validation digits
+against the training digits for each checkpoint, and (over 10 checkpoints or more) the Spearman
+rho of RMQM with it. Within one run, expect RMQM to rank the early epochs first (see the README).
 
 Run from the repository root::
 
     python examples/score_checkpoints.py lightning_logs/nt-xent/version_0/checkpoints
-    python examples/score_checkpoints.py lightning_logs --probe-size 512 --levels 50
-    python examples/score_checkpoints.py lightning_logs --accuracy   # add a labelled check: 1-NN accuracy
+    python examples/score_checkpoints.py lightning_logs/nt-xent/version_0/checkpoints --accuracy --levels 20
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 from pathlib import Path
@@ -26,93 +30,64 @@ import torch
 from _digits import embed, holdout_split, knn_accuracy, load_digits_tensors
 from _digits_model import EncoderModule
 from _digits_stats import spearman
-from torch import Tensor
 
-from rmqm_callback import GaussianNoise, score
+from rmqm_callback.checkpoints import find_checkpoints, ranked, score_checkpoint
 
-#: The ranking's columns: header, format, and the row key (the rank and the path are added around them).
-COLUMNS = (
-    ("RMQM", "{:>7.4f}", "RMQM"),
-    ("D", "{:>6.4f}", "D"),
-    ("D_RC", "{:>6.4f}", "D_RC"),
-    ("P_RC", "{:>6.4f}", "P_RC"),
-    ("method", "{:<18}", "method"),
-    ("dim", "{:>4}", "dim"),
-    ("epoch", "{:>5}", "epoch"),
-)
-ACCURACY_COLUMN = ("1-NN", "{:>6.4f}", "accuracy")
+#: Fewer checkpoints than this get no correlation printed: a rank correlation of a handful is noise.
+MIN_FOR_CORRELATION = 10
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line arguments."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("folder", type=Path, help="folder searched (recursively) for *.ckpt files")
-    parser.add_argument("--probe-size", type=int, default=256, help="held-out digits to score on (as in training)")
-    parser.add_argument("--levels", type=int, default=100, help="noise levels incl. the clean one (paper: 100)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the digits split (train_digits.py --seed)")
+    parser.add_argument("--levels", type=int, default=None, help="noise levels (default: what the callback used)")
     parser.add_argument(
-        "--accuracy",
-        action="store_true",
-        help="also print 1-NN accuracy (uses labels) of the validation digits against the training digits",
+        "--accuracy", action="store_true", help="also 1-NN accuracy (uses labels) of validation vs training digits"
     )
+    parser.add_argument("--probe-size", type=int, default=256, help="train_digits.py --probe-size (for the split)")
+    parser.add_argument("--seed", type=int, default=0, help="train_digits.py --seed (for the split)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     return parser.parse_args(argv)
 
 
-def digits_split(probe_size: int, seed: int) -> dict[str, Tensor]:
-    """The digits split of ``train_digits.py`` with the same ``--probe-size`` and ``--seed``."""
+def accuracy_of(path: str, args: argparse.Namespace) -> float:
+    """1-NN accuracy of the validation digits against the training digits of train_digits.py's split."""
     images, labels = load_digits_tensors()
-    train, val, probe = holdout_split(len(images), probe_size, val_fraction=0.15, seed=seed)
-    return {
-        "probe": images[probe],
-        "train_x": images[train],
-        "train_y": labels[train],
-        "val_x": images[val],
-        "val_y": labels[val],
-    }
-
-
-def score_checkpoint(path: Path, data: dict[str, Tensor], levels: int, accuracy: bool) -> dict[str, object]:
-    """Load one checkpoint on the CPU; return its hyperparameters, epoch, RMQM components (and 1-NN accuracy)."""
+    train, val, _ = holdout_split(len(images), args.probe_size, val_fraction=0.15, seed=args.seed)
     model = EncoderModule.load_from_checkpoint(path, map_location="cpu")
-    epoch = torch.load(path, map_location="cpu", weights_only=True).get("epoch", -1)
-    result = score(model, data["probe"], GaussianNoise(levels=levels))
-    row = {
-        "path": path,
-        "method": model.hparams.method,
-        "dim": model.hparams.embedding_dim,
-        "epoch": epoch,
-        **{key: float(result[key]) for key in ("D", "D_RC", "P_RC", "RMQM")},
-    }
-    if accuracy:
-        train_z, val_z = embed(model, data["train_x"]), embed(model, data["val_x"])
-        row["accuracy"] = knn_accuracy(train_z, data["train_y"], val_z, data["val_y"])
-    return row
+    return knn_accuracy(embed(model, images[train]), labels[train], embed(model, images[val]), labels[val])
 
 
 def main(argv: list[str] | None = None) -> None:
     """Score every checkpoint under the folder and print them ranked by RMQM."""
     args = parse_args(argv)
-    paths = sorted(args.folder.rglob("*.ckpt"))
-    if not paths:
-        raise SystemExit(f"No *.ckpt file under {args.folder}.")
+    try:
+        paths = find_checkpoints([args.folder])
+    except FileNotFoundError as error:
+        raise SystemExit(str(error)) from error
     torch.set_num_threads(args.threads)
-    data = digits_split(args.probe_size, args.seed)
-    print(f"Scoring {len(paths)} checkpoint(s): {args.probe_size} probes x {args.levels} noise levels", flush=True)
+    print(f"Scoring {len(paths)} checkpoint(s) as the callback evaluated them", flush=True)
     start = time.perf_counter()
-    rows = [score_checkpoint(path, data, args.levels, args.accuracy) for path in paths]
-    rows.sort(key=lambda row: -row["RMQM"] if math.isfinite(row["RMQM"]) else math.inf)
-    columns = COLUMNS[:4] + (ACCURACY_COLUMN,) * args.accuracy + COLUMNS[4:]
-    widths = [len(fmt.format(0 if "f" in fmt else "")) for _, fmt, _ in columns]
-    headers = (h.ljust(w) if "<" in fmt else h.rjust(w) for (h, fmt, _), w in zip(columns, widths))
-    print(" | ".join(["rank", *headers, "checkpoint"]))
+    rows = ranked([row for path in paths for row in score_checkpoint(path, EncoderModule, levels=args.levels)[0]])
+    if args.accuracy:
+        for row in rows:
+            row["accuracy"] = accuracy_of(row["checkpoint"], args)
+    accuracy_header = "   1-NN |" if args.accuracy else ""
+    print(f"rank |    RMQM |      D |   D_RC |   P_RC |{accuracy_header} epoch | checkpoint")
     for rank, row in enumerate(rows, start=1):
-        cells = [fmt.format(row[key]) for _, fmt, key in columns]
-        print(" | ".join([f"{rank:>4}", *cells, str(row["path"])]))
-    print(f"Best by RMQM: {rows[0]['path']} ({time.perf_counter() - start:.1f} s)")
-    if args.accuracy and len(rows) >= 3:
+        cells = [f"{rank:>4}", f"{row['RMQM']:>7.4f}", *(f"{row[key]:>6.4f}" for key in ("D", "D_RC", "P_RC"))]
+        cells += [f"{row['accuracy']:>6.4f}"] if args.accuracy else []
+        print(" | ".join([*cells, f"{row['epoch']:>5}", row["checkpoint"]]))
+    print(f"Best by RMQM: {rows[0]['checkpoint']} ({time.perf_counter() - start:.1f} s)")
+    if args.accuracy and len(rows) >= MIN_FOR_CORRELATION:
         rho = spearman([row["RMQM"] for row in rows], [row["accuracy"] for row in rows])
-        print(f"Spearman rho of RMQM with 1-NN accuracy over these checkpoints: {rho:+.2f}")
+        print(f"Spearman rho of RMQM with 1-NN accuracy over these {len(rows)} checkpoints: {rho:+.2f}")
+    elif args.accuracy:
+        print(
+            f"No correlation printed: {len(rows)} checkpoints are too few for one to mean anything"
+            f" (it needs {MIN_FOR_CORRELATION} or more)."
+        )
 
 
 if __name__ == "__main__":

@@ -95,7 +95,7 @@ def test_train_digits_arguments():
 def test_score_checkpoints_ranks_by_rmqm(trained):
     cwd, _ = trained
     folder = cwd / "lightning_logs" / "nt-xent" / "version_0" / "checkpoints"
-    args = (str(folder), "--probe-size", "64", "--levels", "10", "--accuracy")
+    args = (str(folder), "--probe-size", "64", "--accuracy")  # the probe and noise: recorded by the callback
     out = run_example("score_checkpoints.py", *args, cwd=cwd)
     lines = [line for line in out.splitlines() if re.match(r"^\s*\d+ \|", line)]
     assert len(lines) == EPOCHS
@@ -103,17 +103,18 @@ def test_score_checkpoints_ranks_by_rmqm(trained):
     scores = [float(line.split("|")[1]) for line in lines]
     assert ranks == list(range(1, EPOCHS + 1))
     assert scores == sorted(scores, reverse=True)
-    # same probe and noise as the callback during training: score() reproduces the logged RMQM
+    # as the callback evaluated them: the RMQM in each file name (4 decimals) is the logged one
     for line, rmqm in zip(lines, scores):
-        logged = float(re.search(r"rmqm(\d+\.\d+)\.ckpt", line).group(1))
-        assert rmqm == pytest.approx(logged, abs=2e-4)
+        logged = re.search(r"rmqm(\d+\.\d+)\.ckpt", line).group(1)
+        assert f"{rmqm:.4f}" == logged
     assert f"Best by RMQM: {lines[0].split('|')[-1].strip()}" in out
     assert all(0.0 <= float(line.split("|")[5]) <= 1.0 for line in lines)  # the 1-NN column
-    assert re.search(r"Spearman rho of RMQM with 1-NN accuracy over these checkpoints: [+-]\d\.\d\d", out)
+    assert "Spearman" not in out  # 3 checkpoints: too few for a correlation, and it says so
+    assert "3 checkpoints are too few for one to mean anything" in out
 
 
 def test_score_checkpoints_empty_folder(tmp_path):
-    with pytest.raises(SystemExit, match=r"No \*\.ckpt file under"):
+    with pytest.raises(SystemExit, match=r"No \*\.ckpt file under the folder"):
         score_checkpoints.main([str(tmp_path)])
 
 

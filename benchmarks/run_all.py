@@ -9,7 +9,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-SCRIPTS = ["bench_noise.py", "bench_pgd.py", "bench_memory.py", "bench_callback.py", "bench_signals.py"]
+SCRIPTS = [
+    "bench_noise.py",
+    "bench_pgd.py",
+    "bench_memory.py",
+    "bench_callback.py",
+    "bench_signals.py",
+    "bench_compile.py",
+]
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import math
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -128,7 +129,35 @@ def simulate(path: Path, rankme_threshold: float | None, left_out_threshold: flo
             f" {' | '.join(cells)} | {min_rank} | {_fmt(onset_a)} | {_fmt(onset_b)} | {_fmt(accuracy_drop(rows))} |"
             f" {max(accs):.3f} -> {accs[-1]:.3f} |"
         )
-    lines += ["", margins(runs, threshold, small_evals)]
+    lines += ["", margins(runs, threshold, small_evals), last_rmqm(runs)]
+    return "\n".join(lines) + "\n"
+
+
+def last_rmqm(runs: dict[str, list[dict[str, Any]]]) -> str:
+    """Markdown table: RMQM (256 probes x 100 levels) at each d = 64 run's last evaluation, by group.
+
+    Where RMQM ranks a collapsed run against healthy ones of the same length and size.
+    """
+    lines = [
+        "RMQM (L100) at the last evaluation of each d = 64 run, by group: would ModelCheckpoint or a sweep on RMQM"
+        " prefer the collapsed runs?",
+        "",
+        "| group | runs | min | median | max |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    groups: dict[str, list[float]] = {}
+    for rows in runs.values():
+        first = rows[0]
+        if int(first["dim"]) == 64 and first["group"] != "dims":
+            label = f"{first['group']} ({first['method']}, {first['optimizer']} {first['lr']})"
+            if first["group"] == "healthy":
+                label = "healthy"
+            groups.setdefault(label, []).append(float(rows[-1]["L100_RMQM"]))
+    for label, values in groups.items():
+        values = sorted(value for value in values if not math.isnan(value))
+        if values:
+            middle = statistics.median(values)
+            lines.append(f"| {label} | {len(values)} | {values[0]:.2f} | {middle:.2f} | {values[-1]:.2f} |")
     return "\n".join(lines) + "\n"
 
 

@@ -1,0 +1,226 @@
+"""Inside one training run, does RMQM rank the epochs' checkpoints by downstream accuracy?
+
+For each method (default cross-entropy, NT-Xent, triplet-supervised) x seed, a real ``pytorch_lightning``
+fit of 30 epochs keeps the weights at epoch 0 (random initialisation) and at every epoch end
+(:class:`_digits_within.EpochSnapshots`). Every checkpoint is then scored, in two set-ups:
+
+* ``transfer`` (as ``correlation_study.py``): trained on digits 0-4; RMQM probe = 256 held-out digits 0-4;
+  accuracy = 1-NN (cosine) on the unseen digits 5-9, fit on one fixed half and tested on the other.
+* ``all-digits`` (as ``train_digits.py``): ``holdout_split(val_fraction=0.15, probe_size=256, seed=seed)``
+  of all ten digits; accuracy = 1-NN of the validation digits against the training digits.
+
+Per checkpoint: RMQM, D, D_RC, P_RC (``rmqm_callback.score``, ``GaussianNoise`` with the paper's 100
+levels), RankMe and alpha-ReQ of the probe's clean embeddings, 1-NN accuracy, and two participation
+ratios (PR = (sum s^2)^2 / sum s^4): of the singular values of the Jacobian of the L2-normalised
+representation at each probe image (averaged), and of the centred normalised probe embeddings. Per run:
+Spearman of each score with accuracy and with the epoch, the epoch ``ModelCheckpoint(mode="max"/"min")``
+would keep on each score, and the accuracy that costs. Outputs in ``--output-dir``: ``within_run.csv``
+(one row per checkpoint), ``within_run.md`` and ``within_run.png``. Runs go to ``--workers`` processes
+(one torch thread each); the CSV does not depend on their number.
+
+Run from the repository root::
+
+    python examples/within_run_study.py --quick                            # 6 short runs, 20-70 s on 2 CPU cores
+    python examples/within_run_study.py --output-dir examples/results      # 12 runs x 31 checkpoints, 21-28 min
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import functools
+import multiprocessing
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # _digits*
+sys.path.append(str(Path(__file__).resolve().parents[1]))  # rmqm_callback from a checkout, if not installed
+
+import pytorch_lightning as pl
+import torch
+from _digits import embed, holdout_split, knn_accuracy, load_digits_tensors
+from _digits_model import METHODS, EncoderModule
+from _digits_within import EpochSnapshots, jacobian_participation_ratio, representation_participation_ratio
+from _digits_within_report import write_markdown, write_plot
+from correlation_study import LEARNING_RATES, SEEN, init_worker, load_data
+from torch.utils.data import DataLoader, TensorDataset
+
+from rmqm_callback import GaussianNoise, score
+from rmqm_callback.functional.spectral import alpha_req, rankme
+
+SETUPS = ("transfer", "all-digits")
+DEFAULT_METHODS = ("cross-entropy", "nt-xent", "triplet-supervised")
+COLUMNS = (
+    "setup", "method", "seed", "epoch", "train_loss", "RMQM", "D", "D_RC", "P_RC", "D_se", "D_RC_se", "P_RC_se",
+    "rankme", "alpha_req", "jacobian_pr", "representation_pr", "knn_accuracy",
+)  # fmt: skip
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line arguments; ``--quick`` gives small defaults that explicit arguments still override."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(DEFAULT_METHODS))
+    parser.add_argument("--setups", nargs="+", choices=SETUPS, default=list(SETUPS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    parser.add_argument("--epochs", type=int, default=30, help="training epochs; checkpoints 0..epochs")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--embedding-dim", type=int, default=64)
+    parser.add_argument("--probe-size", type=int, default=256, help="held-out probe images RMQM is measured on")
+    parser.add_argument("--levels", type=int, default=100, help="noise levels incl. the clean one (paper: 100)")
+    parser.add_argument("--workers", type=int, default=2, help="runs trained in parallel, 1 torch thread each")
+    parser.add_argument("--output-dir", type=Path, default=Path("outputs/within_run_study"))
+    parser.add_argument("--quick", action="store_true", help="defaults: seed 0, 3 epochs, 64 probes, 10 levels")
+    if parser.parse_args(argv).quick:
+        parser.set_defaults(seeds=[0], epochs=3, probe_size=64, levels=10)
+    args = parser.parse_args(argv)
+    if args.epochs < 1 or args.workers < 1:
+        parser.error(f"--epochs and --workers must be >= 1, got {args.epochs} and {args.workers}.")
+    return args
+
+
+@functools.lru_cache(maxsize=4)
+def all_digits_data(probe_size: int, seed: int) -> dict[str, torch.Tensor]:
+    """Set-up B: train / validation / probe split of all ten digits, as ``train_digits.py`` makes it.
+
+    1-NN accuracy is of the validation digits (``test``) against the training digits (``fit``).
+    """
+    images, labels = load_digits_tensors()
+    train, val, probe = holdout_split(len(images), probe_size, val_fraction=0.15, seed=seed)
+    return {
+        "train_x": images[train],
+        "train_y": labels[train],
+        "probe_x": images[probe],
+        "fit_x": images[train],
+        "fit_y": labels[train],
+        "test_x": images[val],
+        "test_y": labels[val],
+    }
+
+
+def setup_data(setup: str, probe_size: int, seed: int) -> tuple[dict[str, torch.Tensor], int]:
+    """The tensors of a set-up and its number of training classes."""
+    if setup == "transfer":
+        return load_data(probe_size), len(SEEN)
+    return all_digits_data(probe_size, seed), 10
+
+
+def train_snapshots(job: dict[str, object], settings: dict[str, int]) -> tuple[EncoderModule, EpochSnapshots]:
+    """Fit one encoder with a real Trainer, keeping the weights of epochs 0..``epochs`` in memory."""
+    data, classes = setup_data(str(job["setup"]), settings["probe_size"], int(job["seed"]))
+    pl.seed_everything(int(job["seed"]), verbose=False)
+    model = EncoderModule(str(job["method"]), settings["embedding_dim"], "adam", LEARNING_RATES["adam"], classes)
+    loader = DataLoader(
+        TensorDataset(data["train_x"], data["train_y"]), batch_size=settings["batch_size"], shuffle=True
+    )
+    snapshots = EpochSnapshots()
+    trainer = pl.Trainer(
+        max_epochs=settings["epochs"],
+        accelerator="cpu",
+        logger=False,
+        callbacks=[snapshots],
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        log_every_n_steps=len(loader),
+    )
+    trainer.fit(model, loader)
+    return model, snapshots
+
+
+def score_checkpoint(model: EncoderModule, data: dict[str, torch.Tensor], levels: int) -> dict[str, float]:
+    """Every per-checkpoint number of the study for the weights currently in ``model``."""
+    rmqm = score(model, data["probe_x"], GaussianNoise(levels=levels))
+    probe_z = embed(model, data["probe_x"])
+    return {
+        **{key: float(rmqm[key]) for key in ("RMQM", "D", "D_RC", "P_RC", "D_se", "D_RC_se", "P_RC_se")},
+        "rankme": float(rankme(probe_z)),
+        "alpha_req": float(alpha_req(probe_z)),
+        "jacobian_pr": jacobian_participation_ratio(model, data["probe_x"]),
+        "representation_pr": representation_participation_ratio(probe_z),
+        "knn_accuracy": knn_accuracy(
+            embed(model, data["fit_x"]), data["fit_y"], embed(model, data["test_x"]), data["test_y"]
+        ),
+    }
+
+
+def run_job(job: dict[str, object], settings: dict[str, int]) -> tuple[list[dict[str, object]], float]:
+    """Train one run and score all its checkpoints: one row per epoch, and the seconds it took."""
+    start = time.perf_counter()
+    model, snapshots = train_snapshots(job, settings)
+    data, _ = setup_data(str(job["setup"]), settings["probe_size"], int(job["seed"]))
+    rows = []
+    for epoch in sorted(snapshots.snapshots):
+        model.load_state_dict(snapshots.snapshots[epoch])
+        numbers = score_checkpoint(model, data, settings["levels"])
+        rows.append({**job, "epoch": epoch, "train_loss": snapshots.train_loss[epoch], **numbers})
+    return [{key: row[key] for key in COLUMNS} for row in rows], time.perf_counter() - start
+
+
+def run_all(jobs: list[dict[str, object]], settings: dict[str, int], workers: int) -> list[dict[str, object]]:
+    """Run every job (in ``workers`` spawned processes when > 1); rows in job order, then epoch order."""
+    results: dict[int, list[dict[str, object]]] = {}
+
+    def report(index: int, rows: list[dict[str, object]], seconds: float) -> None:
+        results[index] = rows
+        first, last = rows[0], rows[-1]
+        print(
+            f"[{len(results):>2}/{len(jobs)}] {first['setup']:<10} {first['method']:<18} seed={first['seed']}"
+            f"  RMQM {first['RMQM']:.3f} -> {last['RMQM']:.3f}"
+            f"  1-NN {first['knn_accuracy']:.3f} -> {last['knn_accuracy']:.3f}  ({seconds:.0f} s)",
+            flush=True,
+        )
+
+    if workers <= 1:
+        init_worker()
+        for index, job in enumerate(jobs):
+            report(index, *run_job(job, settings))
+    else:
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=init_worker) as pool:
+            futures = {pool.submit(run_job, job, settings): index for index, job in enumerate(jobs)}
+            for future in as_completed(futures):
+                report(futures[future], *future.result())
+    return [row for index in range(len(jobs)) for row in results[index]]
+
+
+def write_csv(rows: list[dict[str, object]], path: Path) -> None:
+    """One row per checkpoint; floats in full precision (``repr``), so two runs can be compared byte for byte."""
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(COLUMNS))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Train and score every run, then write ``within_run.csv``, ``within_run.png`` and ``within_run.md``."""
+    start = time.perf_counter()
+    args = parse_args(argv)
+    jobs = [
+        {"setup": setup, "method": method, "seed": seed}
+        for setup in args.setups
+        for method in args.methods
+        for seed in args.seeds
+    ]
+    settings = {
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "embedding_dim": args.embedding_dim,
+        "probe_size": args.probe_size,
+        "levels": args.levels,
+    }
+    print(f"Training and scoring {len(jobs)} runs x {args.epochs + 1} checkpoints, {args.workers} worker(s) ...")
+    rows = run_all(jobs, settings, args.workers)
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    write_csv(rows, args.output_dir / "within_run.csv")
+    write_plot(rows, args.output_dir / "within_run.png")
+    wall = time.perf_counter() - start
+    text = write_markdown(rows, settings, vars(args), wall, args.output_dir / "within_run.md")
+    print("\n" + text)
+    print(f"Wrote {args.output_dir}/within_run.csv, within_run.md, within_run.png")
+    print(f"Total {wall:.0f} s.")
+
+
+if __name__ == "__main__":
+    main()

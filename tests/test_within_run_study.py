@@ -1,0 +1,192 @@
+"""examples/within_run_study.py end to end (--quick, in a subprocess), and its helpers on known cases."""
+
+import csv
+import itertools
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+sys.path.insert(0, str(EXAMPLES))
+
+from _digits_stats import pearson, spearman  # noqa: E402
+from _digits_within import (  # noqa: E402
+    normalized_jacobians,
+    participation_ratio,
+    predicted_p_rc,
+    representation_participation_ratio,
+    select_epoch,
+)
+
+SETUPS = ("transfer", "all-digits")
+METHODS = ("cross-entropy", "nt-xent", "triplet-supervised")
+EPOCHS = 3  # --quick
+SIGNED = r"([+-]\d\.\d\d|nan)"
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    """One --quick run (default 2 spawned workers), as a user runs it, in a fresh working directory."""
+    cwd = tmp_path_factory.mktemp("within_run")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / "within_run_study.py"), "--quick", "--output-dir", "out"],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, f"STDOUT:\n{done.stdout}\nSTDERR:\n{done.stderr}"
+    out = cwd / "out"
+    with open(out / "within_run.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    return out, rows, (out / "within_run.md").read_text(), done.stdout
+
+
+def runs_of(rows):
+    runs = {}
+    for row in rows:
+        runs.setdefault((row["setup"], row["method"], row["seed"]), []).append(row)
+    return runs
+
+
+def values(rows, name):
+    return np.array([float(row[name]) for row in rows])
+
+
+def close(printed, value):
+    return (printed == "nan" and not math.isfinite(value)) or abs(float(printed) - value) <= 0.005 + 1e-9
+
+
+def test_csv_has_one_row_per_checkpoint_with_consistent_numbers(study):
+    _, rows, _, stdout = study
+    keys = [(row["setup"], row["method"], row["seed"], int(row["epoch"])) for row in rows]
+    assert keys == list(itertools.product(SETUPS, METHODS, ["0"], range(EPOCHS + 1)))
+    for row in rows:
+        for name in ("RMQM", "D", "D_RC", "P_RC", "rankme", "alpha_req", "jacobian_pr", "representation_pr"):
+            assert math.isfinite(float(row[name])) and float(row[name]) > 0, (name, row)
+        assert float(row["RMQM"]) == pytest.approx(
+            math.log(1 + float(row["D"]) + 1 / float(row["D_RC"]) + 1 / float(row["P_RC"])), rel=1e-9
+        )
+        assert 0.0 <= float(row["knn_accuracy"]) <= 1.0
+        assert math.isnan(float(row["train_loss"])) == (row["epoch"] == "0")  # no loss before training
+    # the same seed and architecture: every method's random initialisation scores the same on a set-up's probe
+    for setup in SETUPS:
+        assert len({row["RMQM"] for row in rows if row["setup"] == setup and row["epoch"] == "0"}) == 1
+    # the weights do change: the trained checkpoints differ from the initial one
+    assert len({row["RMQM"] for row in rows}) > len(SETUPS) * (EPOCHS + 1)
+    assert "Wrote out/within_run.csv, within_run.md, within_run.png" in stdout
+
+
+def test_markdown_per_run_table_is_recomputed_from_the_csv(study):
+    _, rows, text, _ = study
+    pattern = re.compile(
+        rf"^\| (\S+) \| (\S+) \| (\d+) \| {SIGNED} \| {SIGNED} \| (\d+) \| ([\d.]+) \| ([\d.-]+) \| ([+-][\d.]+)"
+        rf" \| (\d+) \| ([\d.]+) \| ([\d.-]+) \| ([+-][\d.]+) \| (\d+) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|$",
+        re.MULTILINE,
+    )
+    table = text.split("## RMQM per run")[1].split("##")[0]
+    found = pattern.findall(table)
+    runs = runs_of(rows)
+    assert len(found) == len(runs) == len(SETUPS) * len(METHODS)
+    for cells in found:
+        mine = runs[cells[:3]]
+        epoch, rmqm, accuracy = values(mine, "epoch"), values(mine, "RMQM"), values(mine, "knn_accuracy")
+        assert close(cells[3], spearman(rmqm, accuracy)) and close(cells[4], spearman(rmqm, epoch))
+        trained = epoch >= 1  # ModelCheckpoint never sees the random initialisation
+        best = accuracy[trained].max()
+        for offset, pick in ((5, np.argmax), (9, np.argmin)):  # first of ties, as ModelCheckpoint keeps
+            kept = int(epoch[trained][pick(rmqm[trained])])
+            assert int(cells[offset]) == kept
+            assert float(cells[offset + 1]) == pytest.approx(accuracy[kept], abs=5e-4)
+            assert float(cells[offset + 2]) == pytest.approx(best - accuracy[kept], abs=5e-4)
+            assert float(cells[offset + 3]) == pytest.approx(accuracy[-1] - accuracy[kept], abs=5e-4)
+        assert int(cells[13]) == int(epoch[trained][np.argmax(accuracy[trained])])
+        assert float(cells[14]) == pytest.approx(best, abs=5e-4)
+        assert float(cells[15]) == pytest.approx(accuracy[-1], abs=5e-4)
+        assert float(cells[16]) == pytest.approx(accuracy[0], abs=5e-4)  # the random initialisation
+
+
+def test_markdown_score_tables_and_mechanism_are_recomputed_from_the_csv(study):
+    _, rows, text, _ = study
+    runs = runs_of(rows)
+    columns = ("RMQM", "D", "D_RC", "P_RC", "rankme", "alpha_req", "jacobian_pr", "representation_pr")
+    for title, against in (("1-NN accuracy", "knn_accuracy"), ("the epoch", "epoch")):
+        table = text.split(f"## Spearman of every score with {title}, per run")[1].split("##")[0]
+        lines = [line for line in table.splitlines() if line.startswith("| ") and line.split(" | ")[0][2:] in SETUPS]
+        assert len(lines) == len(runs)
+        for line in lines:
+            cells = [cell.strip() for cell in line.strip("|").split("|")]
+            mine = runs[tuple(cells[:3])]
+            for printed, name in zip(cells[3:], columns, strict=True):
+                assert close(printed, spearman(values(mine, name), values(mine, against))), (title, name, line)
+    pooled = re.search(rf"^\| all \| pooled \| all \| (\d+) \| {SIGNED} \| {SIGNED} \| {SIGNED} \|", text, re.MULTILINE)
+    assert pooled and int(pooled.group(1)) == len(rows)
+    p_rc = values(rows, "P_RC")
+    assert close(pooled.group(2), spearman(p_rc, values(rows, "epoch")))
+    assert close(pooled.group(4), pearson(values(rows, "jacobian_pr"), p_rc))
+    ratio = p_rc / predicted_p_rc(values(rows, "jacobian_pr"))
+    line = re.search(r"^- all \((\d+) checkpoints\): measured / predicted P_RC has mean ([\d.]+)", text, re.MULTILINE)
+    assert line and int(line.group(1)) == len(rows)
+    assert float(line.group(2)) == pytest.approx(ratio.mean(), abs=0.005 + 1e-9)
+    assert "Wall time of this run:" in text
+
+
+def test_figure_is_written(study):
+    out, *_ = study
+    assert (out / "within_run.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_select_epoch_skips_the_initialisation_and_keeps_the_earliest_tie():
+    epochs = [0, 1, 2, 3, 4]
+    assert select_epoch(epochs, [9.0, 1.0, 3.0, 3.0, 2.0], "max") == 2
+    assert select_epoch(epochs, [0.0, 1.0, 3.0, 1.0, 2.0], "min") == 1
+    assert select_epoch(epochs, [9.0, 1.0, 3.0, 3.0, 2.0], "max", first=0) == 0
+    with pytest.raises(ValueError, match="`mode` must be 'max' or 'min', got 'best'"):
+        select_epoch(epochs, [1.0] * 5, "best")
+
+
+def test_participation_ratio_known_cases():
+    assert float(participation_ratio(torch.ones(7))) == pytest.approx(7.0)
+    assert float(participation_ratio(torch.tensor([3.0, 0.0, 0.0]))) == pytest.approx(1.0)
+    assert float(participation_ratio(torch.tensor([1.0, 1.0, 0.0]))) == pytest.approx(2.0)
+    # orthonormal rows, centred: every singular value equal
+    z = torch.cat([torch.eye(4), -torch.eye(4)])
+    assert representation_participation_ratio(z) == pytest.approx(4.0)
+
+
+@pytest.mark.parametrize("singular_values", [np.ones(20), np.r_[np.ones(8), 0.3 * np.ones(40)], np.linspace(1, 0, 64)])
+def test_predicted_p_rc_matches_a_simulated_linear_encoder(singular_values):
+    """Steps |J a| of a linear map under fresh isotropic noise: mean |dp_j - dp_(j-1)| / dp_j."""
+    noise = np.random.default_rng(0).standard_normal((2, 50_000, len(singular_values)))
+    steps = np.sqrt(((singular_values * noise) ** 2).sum(-1))
+    simulated = np.mean(np.abs(steps[1] - steps[0]) / steps[1])
+    pr = float(participation_ratio(torch.as_tensor(singular_values)))
+    assert simulated == pytest.approx(float(predicted_p_rc(pr)), rel=0.06)
+
+
+def test_normalized_jacobians_match_autograd_per_image():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 5), nn.Tanh(), nn.Linear(5, 3)).train()
+    images = torch.rand(4, 1, 3, 4)
+    jacobians = normalized_jacobians(model, images)
+    assert jacobians.shape == (4, 3, 12) and model.training  # mode restored
+    for image, jacobian in zip(images, jacobians):
+
+        def normalized(x):
+            z = model(x.reshape(1, 1, 3, 4))[0]
+            return z / z.norm()
+
+        expected = torch.autograd.functional.jacobian(normalized, image.flatten())
+        torch.testing.assert_close(jacobian, expected)

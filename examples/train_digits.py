@@ -1,13 +1,17 @@
-"""Train a digits encoder with RMQMCallback: TensorBoard logs, best-RMQM checkpoint, a per-epoch table.
+"""Train a digits encoder with RMQMCallback: TensorBoard logs, a collapse alarm, checkpoints, a per-epoch table.
 
 The probe is a held-out split of scikit-learn's bundled 8x8 digits (no download, no labels used by
 RMQM). Every epoch the callback alters the probe with white noise of growing strength, embeds every
-level and logs ``rmqm/noise/RMQM``, ``/D``, ``/D_RC``, ``/P_RC`` and ``/seconds``; ``ModelCheckpoint``
-keeps the checkpoints with the highest RMQM and ``--early-stopping`` stops when it stops improving.
+level and logs ``rmqm/noise/RMQM``, ``/D``, ``/D_RC``, ``/P_RC``, the left-out shares, ``/seconds``
+and the collapse signals ``rmqm/RankMe`` and ``rmqm/alpha_ReQ``. The collapse alarm (the README's
+recipe: EarlyStopping on RankMe and the left-out shares) stops a run that diverges or collapses;
+``ModelCheckpoint`` keeps the last checkpoint and the ``--save-top-k`` with the highest RMQM (within
+one run those are early epochs: see the README's within-run study), and ``--early-stopping`` stops
+when RMQM stops improving (within one run: soon).
 
 Run from the repository root::
 
-    python examples/train_digits.py                      # SimCLR (NT-Xent), ~20 s on 2 CPU cores
+    python examples/train_digits.py                      # SimCLR (NT-Xent), about 30 s on 2 CPU cores
     python examples/train_digits.py --method cross-entropy --early-stopping 3
     tensorboard --logdir lightning_logs
 """
@@ -24,6 +28,7 @@ sys.path.append(str(Path(__file__).resolve().parents[1]))  # rmqm_callback from 
 
 import pytorch_lightning as pl
 import torch
+from _collapse_recipe import collapse_alarm, rankme_threshold_for
 from _digits import holdout_split, load_digits_tensors, quiet_lightning
 from _digits_model import METHODS, OPTIMIZERS, EncoderModule
 from pytorch_lightning.callbacks import Callback, EarlyStopping, ModelCheckpoint
@@ -100,7 +105,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="PATIENCE",
         help="stop when RMQM has not improved for PATIENCE epochs (default 3 when given without a value)",
     )
-    parser.add_argument("--save-top-k", type=int, default=3, help="checkpoints kept, best RMQM first")
+    parser.add_argument("--save-top-k", type=int, default=3, help="checkpoints kept, highest RMQM first (and the last)")
+    parser.add_argument("--no-alarm", action="store_true", help="no collapse alarm (EarlyStopping on RankMe)")
     parser.add_argument("--log-dir", default="lightning_logs", help="TensorBoard save_dir (default lightning_logs)")
     parser.add_argument("--output-dir", default=None, help="checkpoint folder (default: <run log dir>/checkpoints)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest for this tiny model)")
@@ -136,6 +142,7 @@ def main(argv: list[str] | None = None) -> None:
         monitor=MONITOR,
         mode="max",
         save_top_k=args.save_top_k,
+        save_last=True,
         filename="epoch{epoch:02d}-rmqm{" + MONITOR + ":.4f}",
         auto_insert_metric_name=False,
     )
@@ -146,6 +153,8 @@ def main(argv: list[str] | None = None) -> None:
     ]
     if args.early_stopping is not None:
         callbacks.insert(0, EarlyStopping(monitor=MONITOR, mode="max", patience=args.early_stopping))
+    if not args.no_alarm:
+        callbacks += collapse_alarm(rankme_threshold_for(len(probe), args.embedding_dim))
     trainer = pl.Trainer(
         max_epochs=args.epochs,
         accelerator="auto",
@@ -169,7 +178,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\nDone in {time.perf_counter() - start:.1f} s ({trainer.current_epoch} epochs).")
     print(f"TensorBoard logs:  {logger.log_dir}")
     if checkpoint.best_model_path:
-        print(f"Best checkpoint:   {checkpoint.best_model_path} ({MONITOR} = {float(checkpoint.best_model_score):.4f})")
+        score = float(checkpoint.best_model_score)
+        print(f"Highest RMQM:      {checkpoint.best_model_path} ({MONITOR} = {score:.4f}; an early epoch, see README)")
+        print(f"Last checkpoint:   {checkpoint.last_model_path}")
     print(f"Open TensorBoard:  tensorboard --logdir {args.log_dir}")
     print(f"Rank checkpoints:  python examples/score_checkpoints.py {Path(checkpoint.dirpath)}")
 

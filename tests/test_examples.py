@@ -62,9 +62,9 @@ def test_train_digits_writes_tensorboard_logs_and_best_checkpoint(trained):
     cwd, out = trained
     run_dir = cwd / "lightning_logs" / "nt-xent" / "version_0"
     assert list(run_dir.glob("events.out.tfevents.*"))
-    checkpoints = sorted((run_dir / "checkpoints").glob("*.ckpt"))
-    assert len(checkpoints) == EPOCHS
-    best = re.search(r"Best checkpoint:\s+(\S+) \(rmqm/noise/RMQM = ([\d.]+)\)", out)
+    checkpoints = sorted((run_dir / "checkpoints").glob("epoch*.ckpt"))
+    assert len(checkpoints) == EPOCHS and (run_dir / "checkpoints" / "last.ckpt").is_file()
+    best = re.search(r"Highest RMQM:\s+(\S+) \(rmqm/noise/RMQM = ([\d.]+); an early epoch", out)
     assert best, out
     assert (cwd / best.group(1)).is_file()
     # the best checkpoint carries the highest RMQM of the table
@@ -98,10 +98,13 @@ def test_score_checkpoints_ranks_by_rmqm(trained):
     args = (str(folder), "--probe-size", "64", "--accuracy")  # the probe and noise: recorded by the callback
     out = run_example("score_checkpoints.py", *args, cwd=cwd)
     lines = [line for line in out.splitlines() if re.match(r"^\s*\d+ \|", line)]
-    assert len(lines) == EPOCHS
+    assert len(lines) == EPOCHS + 1  # and last.ckpt, a copy of the last epoch's
+    last = next(line for line in lines if line.endswith("last.ckpt"))
+    assert last.split("|")[1:6] == next(line for line in lines if f"epoch{EPOCHS - 1:02d}" in line).split("|")[1:6]
+    lines.remove(last)
     ranks = [int(line.split("|")[0]) for line in lines]
     scores = [float(line.split("|")[1]) for line in lines]
-    assert ranks == list(range(1, EPOCHS + 1))
+    assert ranks == sorted(ranks) and len(set(ranks)) == EPOCHS
     assert scores == sorted(scores, reverse=True)
     # as the callback evaluated them: the RMQM in each file name (4 decimals) is the logged one
     for line, rmqm in zip(lines, scores):
@@ -110,7 +113,7 @@ def test_score_checkpoints_ranks_by_rmqm(trained):
     assert f"Best by RMQM: {lines[0].split('|')[-1].strip()}" in out
     assert all(0.0 <= float(line.split("|")[5]) <= 1.0 for line in lines)  # the 1-NN column
     assert "Spearman" not in out  # 3 checkpoints: too few for a correlation, and it says so
-    assert "3 checkpoints are too few for one to mean anything" in out
+    assert f"{EPOCHS + 1} checkpoints are too few for one to mean anything" in out
 
 
 def test_score_checkpoints_empty_folder(tmp_path):

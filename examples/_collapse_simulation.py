@@ -112,6 +112,7 @@ def simulate(path: Path, rankme_threshold: float | None, left_out_threshold: flo
         " min RankMe (epoch) | onset A | onset B | 1-NN drop | 1-NN best -> last |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    summary: dict[str, list[tuple[int, int | None]]] = {}  # group -> (fired L100, onset A) per run
     for name, rows in runs.items():
         dim = int(rows[0]["dim"])
         cells = []
@@ -119,6 +120,10 @@ def simulate(path: Path, rankme_threshold: float | None, left_out_threshold: flo
             alarm = collapse_alarm(threshold(setting, dim), left_out_threshold)
             epoch, why = fire(rows, setting, alarm, max_eval)
             cells.append(f"{epoch} ({why})" if epoch else "never")
+            if len(cells) == 1:
+                group = "healthy" if _is_healthy(rows[0]) else rows[0]["group"]
+                onset = _first(rows, "rankme", healthy_min[(dim, "rankme")])
+                summary.setdefault(group, []).append((epoch, onset))
         rank = [(float(row["rankme"]), int(row["epoch"])) for row in rows[1:] if not math.isnan(float(row["rankme"]))]
         min_rank = f"{min(rank)[0]:.2f} ({min(rank)[1]})" if rank else "NaN (1)"
         onset_a = _first(rows, "rankme", healthy_min[(dim, "rankme")])
@@ -129,7 +134,26 @@ def simulate(path: Path, rankme_threshold: float | None, left_out_threshold: flo
             f" {' | '.join(cells)} | {min_rank} | {_fmt(onset_a)} | {_fmt(onset_b)} | {_fmt(accuracy_drop(rows))} |"
             f" {max(accs):.3f} -> {accs[-1]:.3f} |"
         )
-    lines += ["", margins(runs, threshold, small_evals), last_rmqm(runs)]
+    lines += ["", summarise(summary), margins(runs, threshold, small_evals), last_rmqm(runs)]
+    return "\n".join(lines) + "\n"
+
+
+def summarise(summary: dict[str, list[tuple[int, int | None]]]) -> str:
+    """Markdown table: per group of runs (L100), how many the alarm stopped and how long after onset A."""
+    lines = [
+        f"Summary over {sum(map(len, summary.values()))} runs (L100: 256 probes x 100 levels): runs the alarm stopped,"
+        " and for those with an onset, evaluations from onset A to the alarm.",
+        "",
+        "| group | runs | stopped | fired at | evaluations after onset A |",
+        "|---|---:|---:|---|---|",
+    ]
+    for group, runs in summary.items():
+        fired = [epoch for epoch, _ in runs if epoch]
+        delays = sorted(epoch - onset for epoch, onset in runs if epoch and onset is not None)
+        lines.append(
+            f"| {group} | {len(runs)} | {len(fired)} | {', '.join(map(str, sorted(fired))) or '-'} |"
+            f" {', '.join(map(str, delays)) or '-'} |"
+        )
     return "\n".join(lines) + "\n"
 
 

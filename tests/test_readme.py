@@ -79,3 +79,38 @@ def test_readme_score_call_shows_the_real_defaults():
     parameters = inspect.signature(score).parameters
     for keyword in calls[0].keywords:
         assert ast.literal_eval(keyword.value) == parameters[keyword.arg].default, keyword.arg
+
+
+# ------------------------------------------------------------------ the README's numbers come from committed results
+
+ROOT = README.parent
+#: What the committed scripts wrote: the examples' results and the benchmarks' README (their printed tables).
+RESULTS = ROOT / "examples" / "results"
+RESULT_FILES = [*sorted(RESULTS.glob("*.md")), *sorted(RESULTS.glob("*.csv")), ROOT / "benchmarks" / "README.md"]
+#: The README sections whose numbers are measurements.
+MEASURED_SECTIONS = ("## What it is good for, measured", "## Results")
+#: Numbers in those sections that are not measured here: the paper's result, the paper's year, and
+#: learning rates written as 1e-2 (read as "1e" and "-2").
+NOT_MEASURED = {"0.75", "2022", "-2", "-3"}
+#: A number standing alone (not inside a name such as LeNet-5, 1-NN or d=64's letters).
+NUMBER = re.compile(r"(?<![\w.\-/])[+-]?\d+(?:,\d{3})*(?:\.\d+)?(?![\w\-])")
+
+
+def _measured_text() -> str:
+    text = README.read_text()
+    parts = []
+    for heading in MEASURED_SECTIONS:
+        start = text.index(heading + "\n")
+        following = text.find("\n## ", start + len(heading))
+        parts.append(text[start : following if following > 0 else len(text)])
+    return "\n".join(parts)
+
+
+def test_every_number_in_the_measured_sections_is_in_a_committed_results_file():
+    corpus = "\n".join(path.read_text() for path in RESULT_FILES)
+    text = re.sub(r"```.*?```", "", _measured_text(), flags=re.S)  # code (thresholds, settings) is not a result
+    text = re.sub(r"\(`[^`]*`\)|`[^`]*`", "", text)
+    numbers = {match.lstrip("+") for match in NUMBER.findall(text)} - NOT_MEASURED
+    assert len(numbers) > 60  # the sections are full of results: the check is reading them
+    missing = sorted(number for number in numbers if number not in corpus and number.lstrip("-") not in corpus)
+    assert not missing, f"numbers in the README's measured sections found in no results file: {missing}"

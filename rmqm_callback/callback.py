@@ -227,6 +227,7 @@ class RMQMCallback(LightningCallback):
         check_strategy(trainer.strategy)
         check_distinct_keys(getattr(trainer, "callbacks", []), self, self.key_prefixes)
         self._encoder(pl_module)  # a wrong submodule name fails now
+        self._said.discard("layout")  # each run's TensorBoard logger gets the layout
         if stage == "fit":
             self._evaluated_epoch = None
             self._resumed = None

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from rmqm_callback._guest_pass import guest_pass
+from rmqm_callback._rng import untouched_random_streams
 from rmqm_callback.alterations import Alteration, InputAlteration
 from rmqm_callback.encoder import Encoder, evaluation_mode
 from rmqm_callback.functional.rmqm import prepare_embeddings
@@ -159,14 +160,13 @@ def accumulate(
 
 @contextmanager
 def guest_of(model: nn.Module, device: torch.device) -> Iterator[None]:
-    """Evaluate ``model`` as a guest: eval mode, restored modes, untouched global RNG streams, eager code.
+    """Evaluate ``model`` as a guest: eval mode, restored modes, untouched global random streams, eager code.
 
     ``torch.compile``d modules run eagerly inside (``torch.compiler.set_stance("force_eager")``):
     the probe's shapes and eval mode would otherwise make dynamo recompile, and the training graph
     recompiled with dynamic shapes computes other (if close) numbers.
     """
-    cuda_devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda_devices), evaluation_mode(model), torch.compiler.set_stance("force_eager"):
+    with untouched_random_streams(device), evaluation_mode(model), torch.compiler.set_stance("force_eager"):
         yield
 
 
@@ -251,6 +251,7 @@ def check_set_up(
             clean.compute()
 
     parameters = next(iter(model.parameters()), None)
-    guest_pass(
-        owner, probe, alterations, prepare=prepare, forward=forward, trajectory=trajectory, parameters=parameters
-    )
+    with untouched_random_streams(device):  # an impure alteration may draw from the global streams
+        guest_pass(
+            owner, probe, alterations, prepare=prepare, forward=forward, trajectory=trajectory, parameters=parameters
+        )

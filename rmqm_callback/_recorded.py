@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import importlib
+import inspect
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -28,9 +29,13 @@ UNRECORDED = "unrecorded"
 
 
 def import_path(value: Any) -> str | None:
-    """``"module:qualname"`` of ``value`` if importing that gives ``value`` back, else ``None``."""
+    """``"module:qualname"`` of ``value`` if importing that gives ``value`` back, else ``None``.
+
+    Not for what the training script itself defines (module ``__main__``): another program, such
+    as ``rmqm score``, has another ``__main__``.
+    """
     module, qualname = getattr(value, "__module__", None), getattr(value, "__qualname__", None)
-    if not isinstance(module, str) or not isinstance(qualname, str) or "<" in qualname:
+    if not isinstance(module, str) or not isinstance(qualname, str) or "<" in qualname or module == "__main__":
         return None
     try:
         found = resolve(f"{module}:{qualname}")
@@ -49,11 +54,20 @@ def resolve(path: str) -> Any:
     """
     if ":" in path:
         module, _, qualname = path.partition(":")
-    elif "." in path:
-        module, _, qualname = path.rpartition(".")
+        found: Any = importlib.import_module(module)
+    elif "." in path:  # package.module.Class or package.module.Outer.Inner: the longest importable module
+        parts = path.split(".")
+        for cut in range(len(parts) - 1, 0, -1):
+            try:
+                found = importlib.import_module(".".join(parts[:cut]))
+            except ImportError:
+                if cut == 1:
+                    raise
+                continue
+            qualname = ".".join(parts[cut:])
+            break
     else:
         raise ValueError(f"{path!r} is not 'module:name'.")
-    found: Any = importlib.import_module(module)
     for part in qualname.split("."):
         found = getattr(found, part)
     return found
@@ -85,9 +99,29 @@ def rebuild_callable(spec: Any, what: str) -> Any:
 
 
 def alteration_spec(alteration: Alteration) -> dict[str, Any]:
-    """``{"class_path": ..., "init_args": ...}`` of ``alteration``."""
+    """``{"class_path": ..., "init_args": ...}`` of ``alteration``, or ``{UNRECORDED: why}`` when it cannot be rebuilt.
+
+    It cannot when its class is not importable (defined in the training script or in a function),
+    or when its ``__init__`` takes an argument that ``init_args()`` does not return (it would be
+    rebuilt with that argument's default, silently).
+    """
     cls = type(alteration)
-    return {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": alteration.init_args()}
+    path = import_path(cls)
+    if path is None:
+        return {UNRECORDED: f"{alteration!r}: its class {cls.__qualname__} cannot be imported from {cls.__module__}"}
+    init_args = alteration.init_args()
+    taken = [
+        name
+        for name, parameter in list(inspect.signature(cls.__init__).parameters.items())[1:]
+        if parameter.kind not in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD)
+    ]
+    missing = [name for name in taken if name not in init_args]
+    if missing:
+        return {
+            UNRECORDED: f"{alteration!r}: its __init__ takes {missing}, which {cls.__qualname__}.init_args() does"
+            " not return (override init_args)"
+        }
+    return {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": init_args}
 
 
 def rebuild_alteration(spec: dict[str, Any], levels: int | None = None) -> Alteration:
@@ -97,6 +131,8 @@ def rebuild_alteration(spec: dict[str, Any], levels: int | None = None) -> Alter
         ValueError: the class cannot be imported or built from the recorded arguments.
 
     """
+    if UNRECORDED in spec:
+        raise ValueError(f"The checkpoint's alteration cannot be rebuilt: {spec[UNRECORDED]}.")
     init_args = dict(spec.get("init_args", {}))
     if levels is not None:
         init_args["levels"] = levels

@@ -14,14 +14,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from rmqm_callback._lightning import Trainer, is_instance
+from rmqm_callback._rng import untouched_random_streams
 
 #: Epochs looked at when matching a monitor's checks against the evaluations (one common period).
 _HORIZON_CAP = 10_000
 
 
-def _validation_batches(trainer: Trainer) -> int:
+def _validation_batches(trainer: Trainer) -> float:
+    """Batches of all validation loaders (``inf`` for a loader without a length)."""
     batches = trainer.num_val_batches
-    return int(sum(batches)) if isinstance(batches, list) else int(batches)
+    return float(sum(batches)) if isinstance(batches, list) else float(batches)
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,8 @@ class EvaluationSchedule:
         if at_validation and trainer.val_dataloaders is None:
             # the first validation comes later (no sanity check): load its data now, as that
             # validation would, so that the probe and the monitors are checked before training
-            trainer.fit_loop.epoch_loop.val_loop.setup_data()
+            with untouched_random_streams():  # the val_dataloader() hook is user code
+                trainer.fit_loop.epoch_loop.val_loop.setup_data()
         if at_validation and _validation_batches(trainer) == 0:
             at_validation = False  # an empty validation set: evaluate at the training epoch end
         return cls(every, at_validation, trainer.check_val_every_n_epoch)
@@ -131,13 +134,28 @@ def _stale(schedule: EvaluationSchedule, hook: str, every: int) -> list[int]:
     return [epoch for epoch in schedule.checks(hook, every) if not schedule.evaluates(epoch)]
 
 
-def check_monitors(trainer: Trainer, schedule: EvaluationSchedule, key_prefixes: set[str]) -> None:
+def _unknown_key(key: str, known: set[str]) -> str:
+    """The message for a monitor of a key no RMQMCallback logs (a typo, a renamed key, a convention's key)."""
+    renamed = {"_se": "se/", "_left_out": "left_out/"}
+    hint = ""
+    for old, new in renamed.items():
+        if key.endswith(old):
+            stem, _, quantity = key.rpartition("/")
+            hint = f" (it is now {stem}/{new}{quantity.replace(old, '')}?)"
+    return (
+        f"a monitor watches {key!r}, which no RMQMCallback of this trainer logs{hint}; they log:"
+        f" {', '.join(sorted(known)[:12])}{'...' if len(known) > 12 else ''}."
+    )
+
+
+def check_monitors(trainer: Trainer, schedule: EvaluationSchedule, logged_keys: set[str], prefix: str) -> None:
     """Fail before training where an ``EarlyStopping``/``ModelCheckpoint`` would find our key stale or missing.
 
     Args:
         trainer: the trainer, whose callbacks are the monitors.
         schedule: when RMQM is logged.
-        key_prefixes: the start of every key the callback logs (``{prefix}/{name}``, ``{prefix}/RankMe``...).
+        logged_keys: every key the callback logs.
+        prefix: the callback's ``prefix``: a monitored key under it must be one some RMQMCallback logs.
 
     Raises:
         ValueError: naming the monitor, the first epoch in which it would find no fresh value, and a fix.
@@ -145,11 +163,15 @@ def check_monitors(trainer: Trainer, schedule: EvaluationSchedule, key_prefixes:
     """
     if getattr(trainer, "fast_dev_run", False):  # monitors do not act in a smoke test
         return
-    for monitor in getattr(trainer, "callbacks", []):
+    callbacks = getattr(trainer, "callbacks", [])
+    known = set().union(*(getattr(callback, "logged_keys", set()) for callback in callbacks))
+    for monitor in callbacks:
         key = getattr(monitor, "monitor", None)
-        if not isinstance(key, str) or not any(key == own or key.startswith(f"{own}/") for own in key_prefixes):
+        if not isinstance(key, str) or not key.startswith(f"{prefix}/"):
             continue
-        checks = _monitor_checks(monitor, trainer)
+        if key not in known:
+            raise ValueError(f"{type(monitor).__name__}: {_unknown_key(key, known)}")
+        checks = _monitor_checks(monitor, trainer) if key in logged_keys else None
         if checks is None:
             continue
         hook, every = checks
@@ -160,6 +182,13 @@ def check_monitors(trainer: Trainer, schedule: EvaluationSchedule, key_prefixes:
                 " ends, so the checkpoints would be ranked by a stale value. Use ModelCheckpoint(every_n_epochs=...)"
                 " instead of every_n_train_steps / train_time_interval."
             )
+        if hook == "train_epoch_end" and schedule.at_validation and schedule.validation_every is None:
+            flag = "check_on_train_epoch_end" if name == "EarlyStopping" else "save_on_train_epoch_end"
+            raise ValueError(
+                f"{name} checks {key!r} at the end of every training epoch, but the run validates every so many steps"
+                f" (check_val_every_n_epoch=None), and RMQMCallback logs it at those validations: some epochs would"
+                f" have no fresh value. Use {name}({flag}=False), which checks after each validation."
+            )
         missed = _stale(schedule, hook, every)
         if not missed:
             continue
@@ -169,7 +198,7 @@ def check_monitors(trainer: Trainer, schedule: EvaluationSchedule, key_prefixes:
             for fix_hook, fix_every, fixed, text in _fixes(monitor, hook, schedule)
             if not _stale(fixed, fix_hook, fix_every) and (fix_hook != "validation" or fixed.at_validation)
         ]
-        fix = working[0] if working else f"RMQMCallback(every_n_epochs=1), or a {name} that checks less often"
+        fix = working[0] if working else "RMQMCallback(every_n_epochs=1)"
         where = "at the end of training epochs" if hook == "train_epoch_end" else "after the validations of epochs"
         when = "validations" if schedule.at_validation else "training epoch ends"
         logged = [epoch for epoch in range(schedule._horizon(every)) if schedule.evaluates(epoch)]

@@ -16,6 +16,7 @@ from rmqm_callback._lightning import Trainer, is_instance
 from rmqm_callback.keys import (
     ALPHA_REQ_KEY,
     D_KEY,
+    D_PREV_KEY,
     D_RC_KEY,
     D_RC_LEFT_OUT_KEY,
     NON_FINITE_KEY,
@@ -42,7 +43,9 @@ def _chart(tags: Iterable[str]) -> list[Any]:
     return ["Multiline", [f"^{re.escape(tag)}$" for tag in tags]]
 
 
-def layout(prefix: str, names: Iterable[str], spectral: bool) -> dict[str, dict[str, list[Any]]]:
+def layout(
+    prefix: str, names: Iterable[str], spectral: bool, reference: bool = False
+) -> dict[str, dict[str, list[Any]]]:
     """The Custom Scalars layout: ``{category: {chart: ["Multiline", [tag regexes]]}}``, headline first.
 
     Example:
@@ -61,7 +64,8 @@ def layout(prefix: str, names: Iterable[str], spectral: bool) -> dict[str, dict[
         headline["alpha-ReQ"] = _chart([f"{prefix}/{ALPHA_REQ_KEY}"])
     left_out = [tag for key in (D_RC_LEFT_OUT_KEY, P_RC_LEFT_OUT_KEY, NON_FINITE_KEY) for tag in per_alteration(key)]
     headline["left out (share of probes)"] = _chart(left_out)
-    components = {quantity: _chart(per_alteration(quantity)) for quantity in (D_KEY, D_RC_KEY, P_RC_KEY)}
+    quantities = (D_KEY, D_RC_KEY, P_RC_KEY, *((D_PREV_KEY,) if reference else ()))
+    components = {quantity: _chart(per_alteration(quantity)) for quantity in quantities}
     details = {f"SE of {quantity}": _chart(per_alteration(SE_PREFIX + quantity)) for quantity in components}
     details[SECONDS_KEY] = _chart(per_alteration(SECONDS_KEY))
     return {

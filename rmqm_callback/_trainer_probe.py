@@ -44,21 +44,40 @@ def probe_from_trainer(trainer: Trainer, count: int, source: str) -> Probe:
     the global random number streams (augmentations inside a Dataset may draw).
 
     Raises:
-        ValueError: the trainer has no data loader to take samples from.
+        ValueError / TypeError: the trainer has no data loader to take samples from, or its samples
+            cannot make a probe; on every process (process 0 sends its error to the others rather
+            than leaving them waiting for the probe).
 
     """
     taken: tuple[Any, Any] | None = None
+    failure: tuple[str, str] | None = None
     if trainer.is_global_zero:
-        loaders = trainer.val_dataloaders if source == "validation" else trainer.train_dataloader
-        loader = _first_loader(loaders)
-        if loader is None:
-            raise ValueError(
-                f"RMQMCallback(probe={count}) takes the first samples of the {source} data, but the trainer has no"
-                " DataLoader for it; pass the probe as a tensor, Dataset or DataLoader instead."
-            )
-        probe = _first_samples(loader, count)
-        if len(probe) < count:
-            rank_zero_warn(f"RMQMCallback: probe={count} but the {source} data has only {len(probe)} samples.")
-        taken = (probe.inputs, probe.labels)
-    inputs, labels = cast(tuple[Any, Any], trainer.strategy.broadcast(taken, src=0))
+        try:
+            taken = _take(trainer, count, source)
+        except (ValueError, TypeError) as error:
+            failure = (type(error).__name__, str(error))
+    shared = cast(tuple[Any, Any], trainer.strategy.broadcast((taken, failure), src=0))
+    taken, failure = shared
+    if failure is not None:
+        kind, message = failure
+        raise (TypeError if kind == "TypeError" else ValueError)(message)
+    inputs, labels = cast(tuple[Any, Any], taken)
     return Probe(inputs, labels)
+
+
+def _take(trainer: Trainer, count: int, source: str) -> tuple[Any, Any]:
+    loaders = trainer.val_dataloaders if source == "validation" else trainer.train_dataloader
+    loader = _first_loader(loaders)
+    if loader is None:
+        raise ValueError(
+            f"RMQMCallback(probe={count}) takes the first samples of the {source} data, but the trainer has no"
+            " DataLoader for it; pass the probe as a tensor, Dataset or DataLoader instead."
+        )
+    try:
+        probe = _first_samples(loader, count)
+    except (ValueError, TypeError) as error:
+        message = f"RMQMCallback(probe={count}) could not take the first samples of the {source} data: {error}"
+        raise type(error)(message) from error
+    if len(probe) < count:
+        rank_zero_warn(f"RMQMCallback: probe={count} but the {source} data has only {len(probe)} samples.")
+    return probe.inputs, probe.labels

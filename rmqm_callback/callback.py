@@ -29,8 +29,10 @@ from rmqm_callback.keys import (
     CURVES_KEY,
     D_PREV_KEY,
     D_RC_LEFT_OUT_KEY,
+    LOGGED_QUANTITIES,
     NON_FINITE_KEY,
     P_RC_LEFT_OUT_KEY,
+    REFERENCE_QUANTITIES,
     SECONDS_KEY,
     SPECTRAL_QUANTITIES,
     callback_key,
@@ -169,9 +171,19 @@ class RMQMCallback(LightningCallback):
         self._metrics = {name: RMQM(convention=convention, normalize=normalize) for name in self.alterations}
         self._spectrum = SpectralScores() if spectral else None
         self._evaluated_epoch: int | None = None
+        self._schedule: EvaluationSchedule | None = None  # when the running fit evaluates (from on_train_start)
         self._resumed: dict[str, Any] | None = None  # a checkpoint's record of a probe it did not store
         self._precision: str | None = None
         self._said: set[str] = set()  # one-time messages already given
+
+    @property
+    def logged_keys(self) -> set[str]:
+        """Every scalar key this callback logs (the monitors' keys are checked against them)."""
+        quantities = LOGGED_QUANTITIES + (REFERENCE_QUANTITIES if self.convention == "reference" else ())
+        keys = {metric_key(self.prefix, name, q) for name in self.alterations for q in (*quantities, SECONDS_KEY)}
+        if self.spectral:
+            keys |= {callback_key(self.prefix, quantity) for quantity in SPECTRAL_QUANTITIES}
+        return keys
 
     @property
     def key_prefixes(self) -> set[str]:
@@ -228,6 +240,7 @@ class RMQMCallback(LightningCallback):
         check_distinct_keys(getattr(trainer, "callbacks", []), self, self.key_prefixes)
         self._encoder(pl_module)  # a wrong submodule name fails now
         self._said.discard("layout")  # each run's TensorBoard logger gets the layout
+        self._schedule = None
         if stage == "fit":
             self._evaluated_epoch = None
             self._resumed = None
@@ -237,8 +250,8 @@ class RMQMCallback(LightningCallback):
     @override
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         # after a checkpoint restore (which brings its own probe) and after the training data loaded
-        schedule = EvaluationSchedule.of(trainer, self.every_n_epochs)
-        check_monitors(trainer, schedule, self.key_prefixes)
+        schedule = self._schedule = EvaluationSchedule.of(trainer, self.every_n_epochs)
+        check_monitors(trainer, schedule, self.logged_keys, self.prefix)
         self._precision = str(trainer.precision)
         self._prepare_probe(trainer, pl_module, schedule.source)
 
@@ -248,15 +261,26 @@ class RMQMCallback(LightningCallback):
             return
         ckpt_path = trainer.ckpt_path
         if ckpt_path is not None:  # Lightning restores callbacks only in fit: score the checkpoint's probe
-            state = trainer.strategy.load_checkpoint(ckpt_path).get("callbacks", {}).get(self.state_key)
+            states = trainer.strategy.load_checkpoint(ckpt_path).get("callbacks", {})  # tensors stay on the CPU
+            state = states.get(self.state_key)
             if state is not None:
                 self.load_state_dict(state)
+            elif any(str(key).startswith("RMQMCallback") for key in states):
+                rank_zero_warn(
+                    f"RMQMCallback: {ckpt_path} holds the state of RMQMCallbacks with other alterations or prefix, not"
+                    f" of this one ({self.state_key}): its probe is not used, this callback's is."
+                )
         self._prepare_probe(trainer, pl_module, "validation")
 
     def _prepare_probe(self, trainer: Trainer, pl_module: LightningModule, source: str) -> None:
         """Take (or read) the probe, verify it against a checkpoint's record, and send two probes through everything."""
         if self._probe is None:
-            self._probe = probe_from_trainer(trainer, self.probe_size, source)  # type: ignore[arg-type]
+            count = self.probe_size
+            resumed = self._resumed
+            if resumed is not None and resumed.get("source") in ("validation", "training"):
+                # rebuild what the checkpoint's probe was: the same samples of the same data
+                source, count = resumed["source"], resumed.get("requested") or resumed["size"]
+            self._probe = probe_from_trainer(trainer, count, source)  # type: ignore[arg-type]
             self._probe_source = source
         else:
             self._probe = materialize(self._probe)  # a Dataset or DataLoader is read once, here
@@ -304,13 +328,15 @@ class RMQMCallback(LightningCallback):
 
     @override
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        # (validation at the epoch's end has already run): the run does not validate, or this
-        # epoch's validation had no batches (an empty validation set)
-        validation_due = isinstance(trainer.check_val_every_n_epoch, int) and (
-            (trainer.current_epoch + 1) % trainer.check_val_every_n_epoch == 0
-        )
-        missed = not trainer.enable_validation or (validation_due and self._evaluated_epoch != trainer.current_epoch)
-        if missed and self._due(trainer):
+        # (validation at the epoch's end has already run): the schedule follows the training epochs
+        # (no validation, or an empty validation set), or a due validation had no batches after all
+        schedule = self._schedule
+        if schedule is None or self._evaluated_epoch == trainer.current_epoch:
+            return
+        epoch = trainer.current_epoch
+        if (not schedule.at_validation and schedule.evaluates(epoch)) or (
+            schedule.at_validation and schedule.validates(epoch) and self._due(trainer)
+        ):
             self._evaluate(trainer, pl_module)
 
     def _due(self, trainer: Trainer) -> bool:
@@ -318,7 +344,8 @@ class RMQMCallback(LightningCallback):
             return False
         if trainer.state.fn == "validate":
             return True
-        every_n_epochs = 1 if getattr(trainer, "fast_dev_run", False) else self.every_n_epochs  # a smoke test runs everything
+        schedule = self._schedule
+        every_n_epochs = schedule.every_n_epochs if schedule is not None else self.every_n_epochs
         return trainer.state.fn == "fit" and (trainer.current_epoch + 1) % every_n_epochs == 0
 
     def _probe_for(self, trainer: Trainer) -> Probe:
@@ -338,6 +365,8 @@ class RMQMCallback(LightningCallback):
         draw = self.log_curves and bool(tensorboards) and self._can_draw()
         step = epoch_log_step(trainer)
         spectrum = None if self._spectrum is None else self._spectrum.to(pl_module.device)
+        if spectrum is not None:
+            spectrum.reset()  # nothing left over from an evaluation an error interrupted
         for name, alteration in self.alterations.items():
             clean = spectrum if name == next(iter(self.alterations)) else None
             values, curves = self._measure(trainer, pl_module, probe, encoder, name, alteration, draw, clean)
@@ -356,7 +385,8 @@ class RMQMCallback(LightningCallback):
         if trainer.is_global_zero and "layout" not in self._said:
             self._said.add("layout")
             for logger in tensorboards:
-                logger.experiment.add_custom_scalars(layout(self.prefix, self.alterations, self.spectral))
+                reference = self.convention == "reference"
+                logger.experiment.add_custom_scalars(layout(self.prefix, self.alterations, self.spectral, reference))
 
     def _can_draw(self) -> bool:
         if matplotlib_available():

@@ -10,6 +10,7 @@ score`` command (:mod:`rmqm_callback.cli`) is a front end to it.
 
 from __future__ import annotations
 
+import ast
 import math
 from collections.abc import Iterable
 from pathlib import Path
@@ -18,10 +19,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from rmqm_callback._evaluation import check_set_up, measure
+from rmqm_callback._evaluation import check_set_up, guest_of, measure
 from rmqm_callback._probe_state import fingerprint, record_from_state, stored_probe
-from rmqm_callback._recorded import rebuild_alteration, rebuild_callable, resolve
-from rmqm_callback.alterations import Alteration, GaussianNoise
+from rmqm_callback._recorded import UNRECORDED, alteration_spec, rebuild_alteration, rebuild_callable, resolve
+from rmqm_callback.alterations import GaussianNoise
 from rmqm_callback.encoder import Encoder
 from rmqm_callback.metric import RMQM
 from rmqm_callback.probe import Probe
@@ -127,12 +128,91 @@ def _override(embed: str) -> Any:
     return resolve(embed) if ":" in embed else embed
 
 
-def _result_row(path: Path, key: str, result: dict[str, torch.Tensor], checkpoint: dict[str, Any]) -> dict[str, Any]:
+def _result_row(
+    path: Path, key: str, result: dict[str, torch.Tensor] | None, checkpoint: dict[str, Any], num_probes: int
+) -> dict[str, Any]:
+    """One row; NaN values where the representations were not finite (``result`` is ``None``)."""
     row: dict[str, Any] = {"checkpoint": str(path), "key": key}
-    row.update({name: float(result[name]) for name in RESULT_KEYS})
-    row["num_probes"] = int(row["num_probes"])
+    row.update({name: math.nan if result is None else float(result[name]) for name in RESULT_KEYS})
+    row["num_probes"] = num_probes if result is None else int(row["num_probes"])
     row["epoch"], row["global_step"] = checkpoint.get("epoch"), checkpoint.get("global_step")
     return row
+
+
+def _from_repr(text: str) -> dict[str, Any]:
+    """The spec of a ``GaussianNoise(...)`` that a 0.1 checkpoint recorded only as its ``repr``."""
+    call = ast.parse(text, mode="eval").body
+    if isinstance(call, ast.Call) and getattr(call.func, "id", None) == "GaussianNoise" and not call.args:
+        init_args = {keyword.arg: ast.literal_eval(keyword.value) for keyword in call.keywords}
+        return {"class_path": "rmqm_callback.alterations.noise.GaussianNoise", "init_args": init_args}
+    return {UNRECORDED: f"{text}: a checkpoint of rmqm_callback 0.1 records it as text only"}
+
+
+def recorded_settings(state: dict[str, Any] | None) -> dict[str, Any]:
+    """What the callback recorded for ``rmqm score``; from its ``settings`` in checkpoints of version 0.1."""
+    if state is None:  # no callback: the defaults
+        return {"alterations": {"noise": alteration_spec(GaussianNoise())}}
+    if "recorded" in state:
+        return dict(state["recorded"])
+    settings = dict(state.get("settings", {}))
+    alterations = {name: _from_repr(text) for name, text in settings.get("alterations", {}).items()}
+    return {**settings, "alterations": alterations, "embed": None, "preprocess": None}
+
+
+def _representations_finite(
+    model: nn.Module, encoder: Encoder, probe: Probe, plugin: Any, device: torch.device
+) -> bool:
+    with guest_of(model, device), plugin.val_step_context(), torch.no_grad():
+        return bool(torch.isfinite(encoder(plugin.convert_input(probe.inputs[:2]).to(device))).all())
+
+
+def _score_state(
+    path: Path,
+    model: nn.Module,
+    checkpoint: dict[str, Any],
+    state: dict[str, Any] | None,
+    options: dict[str, Any],
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """The rows of one RMQMCallback state of a checkpoint (or of none: the defaults)."""
+    recorded = recorded_settings(state)
+    device, levels, batch_size = options["device"], options["levels"], options["batch_size"]
+    used, note = _probe_for(state, options["probe"], path)
+    notes = [note] if note else []
+    if levels is not None or batch_size is not None:
+        notes.append("--levels / --batch-size override what the callback used: the values are not the logged ones.")
+    alterations = {name: rebuild_alteration(spec, levels) for name, spec in recorded["alterations"].items()}
+    plugin = precision_plugin(recorded.get("precision"), device)
+    scored = plugin.convert_module(model).to(device)
+    embed, preprocess = options["embed"], options["preprocess"]
+    encoder = Encoder(
+        scored,
+        embed=_override(embed) if embed is not None else rebuild_callable(recorded.get("embed"), "embed"),
+        preprocess=resolve(preprocess) if preprocess is not None else rebuild_callable(
+            recorded.get("preprocess"), "preprocess"
+        ),
+    )
+    blocks = batch_size or recorded.get("batch_size", 256)
+    convention, normalize = recorded.get("convention", "paper"), recorded.get("normalize", True)
+    keys = [f"{recorded.get('prefix', 'rmqm')}/{name}" for name in alterations]
+    if not _representations_finite(scored, encoder, used, plugin, device):  # as the callback, log NaN
+        notes.append(f"{path}: the model gives non-finite representations (diverged weights?): NaN.")
+        return [_result_row(path, key, None, checkpoint, len(used)) for key in keys], notes
+    check_set_up(
+        "rmqm score", scored, encoder, used, alterations, precision=plugin, device=device, batch_size=blocks,
+        convention=convention, normalize=normalize,
+    )  # fmt: skip
+    converted = Probe(plugin.convert_input(used.inputs), used.labels)
+    rows = []
+    for key, alteration in zip(keys, alterations.values()):
+        metric = RMQM(convention=convention, normalize=normalize).to(device)
+        skipped = measure(
+            metric, scored, encoder, converted, alteration, precision=plugin, device=device, batch_size=blocks,
+            skip_non_finite=True,
+        )  # fmt: skip
+        if skipped:
+            notes.append(f"{path}: {key}: {skipped} probes gave non-finite representations: NaN.")
+        rows.append(_result_row(path, key, None if skipped else metric.compute(), checkpoint, len(used)))
+    return rows, notes
 
 
 def score_checkpoint(
@@ -154,15 +234,17 @@ def score_checkpoint(
         probe: the probe, where the checkpoint holds none (or to score another one).
         levels: every alteration with this many levels instead of the recorded ones.
         batch_size: instead of the recorded one.
-        device: where to evaluate (default: the CPU).
+        device: where to evaluate (default: the CPU; the values equal the logged ones on the device
+            type the callback ran on, as noise is drawn per device type).
         embed: a submodule name or ``"module:name"`` of a callable, instead of the recorded one.
         preprocess: ``"module:name"`` of a callable, instead of the recorded one (needed where
             the callback used a lambda, which a checkpoint cannot record).
 
     Returns:
         ``(rows, notes)``: rows with ``checkpoint``, ``key`` (``{prefix}/{name}``), ``RMQM``,
-        ``D``, ``D_RC``, ``P_RC``, their SEs, ``num_probes``, ``epoch``, ``global_step``; and
-        notes for the user (a probe that differs from the callback's).
+        ``D``, ``D_RC``, ``P_RC``, their SEs, ``num_probes``, ``epoch``, ``global_step`` (NaN
+        values, as the callback logs them, where the model gave non-finite representations); and
+        notes for the user (a probe other than the callback's, overridden settings, NaN).
 
     Raises:
         ValueError: the class cannot load the checkpoint, no probe, or a setting that cannot be rebuilt.
@@ -178,44 +260,16 @@ def score_checkpoint(
     if not isinstance(model, nn.Module):
         raise ValueError(f"{module_class!r}.load_from_checkpoint gave a {type(model).__name__}, not a module.")
     checkpoint = torch.load(path, map_location="cpu", weights_only=False)  # the file the class just loaded
-    states: dict[str, dict[str, Any] | None] = dict(callback_states(checkpoint)) or {"RMQMCallback": None}
+    options = {
+        "probe": probe, "levels": levels, "batch_size": batch_size, "device": device, "embed": embed,
+        "preprocess": preprocess,
+    }  # fmt: skip
     rows, notes = [], []
-    for state in states.values():
-        recorded = {} if state is None else state.get("recorded", {})
-        used, note = _probe_for(state, probe, path)
-        notes += [note] if note else []
-        alterations: dict[str, Alteration] = {"noise": GaussianNoise(levels=levels or 100)}
-        if recorded.get("alterations"):
-            alterations = {name: rebuild_alteration(spec, levels) for name, spec in recorded["alterations"].items()}
-        plugin = precision_plugin(recorded.get("precision"), device)
-        scored = plugin.convert_module(model).to(device)
-        encoder = Encoder(
-            scored,
-            embed=_override(embed) if embed is not None else rebuild_callable(recorded.get("embed"), "embed"),
-            preprocess=resolve(preprocess) if preprocess is not None else rebuild_callable(
-                recorded.get("preprocess"), "preprocess"
-            ),
-        )
-        blocks = batch_size or recorded.get("batch_size", 256)
-        convention, normalize = recorded.get("convention", "paper"), recorded.get("normalize", True)
-        check_set_up(
-            "rmqm score",
-            scored,
-            encoder,
-            used,
-            alterations,
-            precision=plugin,
-            device=device,
-            batch_size=blocks,
-            convention=convention,
-            normalize=normalize,
-        )
-        converted = Probe(plugin.convert_input(used.inputs), used.labels)
-        for name, alteration in alterations.items():
-            metric = RMQM(convention=convention, normalize=normalize).to(device)
-            measure(metric, scored, encoder, converted, alteration, precision=plugin, device=device, batch_size=blocks)
-            key = f"{recorded.get('prefix', 'rmqm')}/{name}"
-            rows.append(_result_row(path, key, metric.compute(), checkpoint))
+    states: list[dict[str, Any] | None] = list(callback_states(checkpoint).values()) or [None]
+    for state in states:
+        state_rows, state_notes = _score_state(path, model, checkpoint, state, options)
+        rows += state_rows
+        notes += state_notes
     return rows, notes
 
 

@@ -20,16 +20,6 @@ from rmqm_callback import __version__
 from rmqm_callback._recorded import resolve
 from rmqm_callback.checkpoints import find_checkpoints, load_probe, ranked, score_checkpoint
 
-#: The table's columns: header, row key, format.
-_COLUMNS = (
-    ("RMQM", "RMQM", "{:>8.4f}"),
-    ("D", "D", "{:>7.4f}"),
-    ("D_RC", "D_RC", "{:>7.4f}"),
-    ("P_RC", "P_RC", "{:>7.4f}"),
-    ("SE(RMQM terms)", None, None),
-    ("epoch", "epoch", "{:>5}"),
-)
-
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rmqm", description="RMQM for PyTorch Lightning checkpoints.")

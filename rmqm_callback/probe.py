@@ -21,6 +21,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, IterableDataset, RandomSampler
 
+from rmqm_callback._rng import untouched_random_streams
+
 #: The most samples read from a probe source of unknown length: an endless loader fails, not hangs.
 PROBE_READ_LIMIT = 100_000
 #: The most bytes of inputs read from a probe source of unknown length.
@@ -57,7 +59,10 @@ def _split_item(item: Any, what: str) -> tuple[Tensor, Tensor | None]:
     if not isinstance(inputs, Tensor):
         inputs = torch.as_tensor(inputs)
     if labels is not None and not isinstance(labels, Tensor):
-        labels = torch.as_tensor(labels)
+        try:
+            labels = torch.as_tensor(labels)
+        except (TypeError, ValueError, RuntimeError):  # file names, ragged targets...: not labels RMQM can use
+            labels = None
     return inputs, labels
 
 
@@ -144,8 +149,7 @@ class DatasetProbe(Probe):
             indices = torch.arange(block * batch_size, min((block + 1) * batch_size, len(self)))
             items = [_split_item(self.dataset[int(i)], "item") for i in indices]
             inputs = torch.stack([inputs for inputs, _ in items])
-            has_labels = all(labels is not None for _, labels in items)
-            labels = torch.stack([labels for _, labels in items]) if has_labels else None  # type: ignore[misc]
+            labels = _stacked([labels for _, labels in items])
             yield ProbeBatch(indices, inputs, labels)
 
 
@@ -211,6 +215,16 @@ def _bounded(batches: Iterable[tuple[Tensor, Tensor | None]]) -> Iterator[tuple[
         yield inputs, labels
 
 
+def _stacked(labels: list[Tensor | None]) -> Tensor | None:
+    """The items' labels as one tensor, or ``None`` where some have none or they do not stack (ragged)."""
+    if any(label is None for label in labels):
+        return None
+    try:
+        return torch.stack(labels)  # type: ignore[arg-type]
+    except RuntimeError:
+        return None
+
+
 def _concat(parts: list[Tensor | None]) -> Tensor | None:
     return None if any(part is None for part in parts) else torch.cat(parts)  # type: ignore[arg-type]
 
@@ -265,14 +279,14 @@ def as_probe(probe: Any) -> Probe:
 def materialize(probe: Probe, limit: int | None = None) -> Probe:
     """Read ``probe`` once (its first ``limit`` samples if given) into an in-memory :class:`Probe`.
 
-    Reading leaves the global CPU random stream as it was, although a ``DataLoader`` draws its
-    base seed from it and a ``Dataset`` may draw for random transforms.
+    Reading leaves the global random streams (torch's, Python's, NumPy's) as they were, although
+    a ``DataLoader`` draws its base seed from torch's and a ``Dataset`` may draw for random transforms.
     """
     if type(probe) is Probe and limit is None:
         return probe
     batches = []
     taken = 0
-    with torch.random.fork_rng(devices=[]):
+    with untouched_random_streams():
         for batch in probe.blocks(batch_size=1024 if limit is None else min(limit, 1024)):
             batches.append(batch)
             taken += batch.inputs.shape[0]

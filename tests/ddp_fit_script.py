@@ -42,6 +42,9 @@ INT_PROBE = 20
 #: tensor probe sizes per case: 37 = 5 blocks of 8 (3 on rank 0, 2 on rank 1, the last one short)
 TENSOR_PROBES = {"odd": 37, "one": 1}
 CASES = ("odd", "one", "int")
+#: A case that must fail on every rank: ``probe=20`` from validation data whose items are dicts,
+#: which only rank 0 reads (the others must not wait for its probe forever).
+FAILING_CASE = "dict-val"
 MAX_EPOCHS = 2
 FEATURES = 16
 CLASSES = 4
@@ -74,9 +77,20 @@ def tensor_probe(count: int) -> torch.Tensor:
     return make_data(count, seed=3)[0]
 
 
+class DictItems(torch.utils.data.Dataset):
+    """Validation items as dicts, which an int probe cannot take."""
+
+    def __len__(self) -> int:
+        return 48
+
+    def __getitem__(self, index: int) -> dict:
+        inputs, labels = val_data()
+        return {"image": inputs[index], "label": labels[index]}
+
+
 def probe_for(case: str) -> int | torch.Tensor:
     """The ``probe`` argument given to the callback in ``case``."""
-    if case == "int":
+    if case in ("int", FAILING_CASE):
         return INT_PROBE
     return tensor_probe(TENSOR_PROBES[case])
 
@@ -122,8 +136,8 @@ NAMESPACES = {"pytorch_lightning": (pl, TinyClassifier), "lightning.pytorch": (L
 
 
 def main(out_dir: str, case: str, devices: int = 2, namespace: str = "pytorch_lightning") -> None:
-    if case not in CASES:
-        raise SystemExit(f"unknown case {case!r}; expected one of {CASES}")
+    if case not in (*CASES, FAILING_CASE):
+        raise SystemExit(f"unknown case {case!r}; expected one of {CASES} or {FAILING_CASE!r}")
     lightning, module_class = NAMESPACES[namespace]
     torch.set_num_threads(1)
     pl.seed_everything(0, verbose=False)
@@ -142,6 +156,8 @@ def main(out_dir: str, case: str, devices: int = 2, namespace: str = "pytorch_li
         num_sanity_val_steps=0,
     )
     train, val = TensorDataset(*train_data()), TensorDataset(*val_data())
+    if case == FAILING_CASE:
+        val = DictItems()
     trainer.fit(
         model,
         train_dataloaders=DataLoader(train, batch_size=8, shuffle=True),

@@ -6,6 +6,8 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
+from rmqm_callback import InputAlteration
+
 
 def normalise(inputs: torch.Tensor) -> torch.Tensor:
     """The model's input normalisation, given to the callback as ``preprocess`` (recorded by import path)."""
@@ -42,3 +44,16 @@ class NeedsAnArgument(pl.LightningModule):
     def __init__(self, width: int) -> None:
         super().__init__()
         self.net = nn.Linear(width, width)
+
+
+class Dim(InputAlteration):
+    """Darkens by ``strength`` per level; its ``init_args`` leave ``strength`` out (so it cannot be rebuilt)."""
+
+    name = "dim"
+
+    def __init__(self, levels: int = 4, strength: float = 0.1) -> None:
+        super().__init__(levels)
+        self.strength = strength
+
+    def alter(self, inputs: torch.Tensor, indices: torch.Tensor, level: int) -> torch.Tensor:
+        return inputs * (1 - self.strength * level / self.levels)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+import random
 import sys
 
+import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
@@ -13,7 +15,7 @@ from pytorch_lightning.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from rmqm_callback import PGD, GaussianNoise, RMQMCallback, score
+from rmqm_callback import PGD, GaussianNoise, InputAlteration, RMQMCallback, score
 from rmqm_callback.alterations import base as alteration_base
 from rmqm_callback.keys import CURVES_KEY, LOGGED_QUANTITIES, SECONDS_KEY, metric_key
 
@@ -414,6 +416,24 @@ class Snapshot(Callback):
             self.before = self._take(pl_module)
 
 
+class PythonRandomProbe(torch.utils.data.Dataset):
+    """A probe Dataset whose items draw from Python's and NumPy's global random streams (an augmentation library)."""
+
+    def __len__(self):
+        return 20
+
+    def __getitem__(self, index):
+        jitter = random.random() + float(np.random.rand())  # noqa: NPY002 (the global stream, on purpose)
+        return probe_tensor(20)[index] + 0.0 * jitter
+
+
+class ImpureNoise(InputAlteration):
+    """Noise from torch's global stream (pure = False): the callback must leave that stream as it was."""
+
+    def alter(self, inputs, indices, level):
+        return inputs if level == 0 else (inputs + 0.01 * level * torch.randn_like(inputs)).clamp(0, 1)
+
+
 class AugmentedProbe(torch.utils.data.Dataset):
     """A probe Dataset whose items draw from the global RNG (a random-transform augmentation)."""
 
@@ -431,6 +451,8 @@ def make_probe(kind):
         return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(probe_tensor()), batch_size=16)
     if kind == "augmented-dataset":
         return AugmentedProbe()
+    if kind == "python-random-dataset":
+        return PythonRandomProbe()
     return 20  # the first 20 validation (or training) samples
 
 
@@ -444,7 +466,8 @@ def _train(tmp_path, module_class, with_callback, alteration, hook, probe_kind="
         callbacks = [RMQMCallback(make_probe(probe_kind), alteration, batch_size=16), snapshot]
     fit = trainer(tmp_path, max_epochs=3, callbacks=callbacks)
     fit.fit(module, train, val if hook == "validation" else None)
-    return module, torch.get_rng_state(), snapshot.checked
+    streams = (torch.get_rng_state(), random.getstate(), np.random.get_state()[1])  # noqa: NPY002
+    return module, streams, snapshot.checked
 
 
 def assert_the_guest_leaves_the_run_bit_identical(tmp_path, alteration, hook, probe_kind="tensor"):
@@ -455,7 +478,8 @@ def assert_the_guest_leaves_the_run_bit_identical(tmp_path, alteration, hook, pr
     assert checked == 3  # the snapshot compared state around every evaluation
     for (name, expected), (_, actual) in zip(plain.state_dict().items(), guest.state_dict().items()):
         assert torch.equal(expected, actual), name
-    assert torch.equal(plain_rng, guest_rng)
+    assert torch.equal(plain_rng[0], guest_rng[0])  # torch's stream
+    assert plain_rng[1] == guest_rng[1] and (plain_rng[2] == guest_rng[2]).all()  # Python's and NumPy's
 
 
 @pytest.mark.parametrize("alteration", [GaussianNoise(levels=6), PGD(levels=4)], ids=["noise", "pgd"])
@@ -465,12 +489,17 @@ def test_a_run_with_the_callback_trains_bit_identical_weights(tmp_path, alterati
 
 
 @pytest.mark.parametrize("hook", ["validation", "train"])
+def test_an_alteration_drawing_from_the_global_stream_leaves_the_run_bit_identical(tmp_path, hook):
+    assert_the_guest_leaves_the_run_bit_identical(tmp_path, ImpureNoise(levels=5), hook)
+
+
+@pytest.mark.parametrize("hook", ["validation", "train"])
 def test_noise_made_ahead_on_a_helper_thread_leaves_the_run_bit_identical(tmp_path, monkeypatch, hook):
     monkeypatch.setattr(alteration_base, "idle_cores", lambda: 1)  # as if torch left a core idle
     assert_the_guest_leaves_the_run_bit_identical(tmp_path, GaussianNoise(levels=6), hook)
 
 
-@pytest.mark.parametrize("probe_kind", ["loader", "augmented-dataset", "int"])
+@pytest.mark.parametrize("probe_kind", ["loader", "augmented-dataset", "python-random-dataset", "int"])
 @pytest.mark.parametrize("hook", ["validation", "train"])
 def test_reading_any_kind_of_probe_leaves_the_run_bit_identical(tmp_path, probe_kind, hook):
     assert_the_guest_leaves_the_run_bit_identical(tmp_path, GaussianNoise(levels=6), hook, probe_kind)

@@ -223,6 +223,15 @@ def test_ddp_rankme_and_alpha_req_equal_the_functional_ones_on_the_clean_probe(d
             assert math.isclose(logged, reference, rel_tol=1e-12), f"rank {rank} {quantity}: {logged!r}, {reference!r}"
 
 
+def test_when_process_0_cannot_take_the_probe_every_process_fails_instead_of_waiting(tmp_path):
+    code, output, elapsed = _run_fit(script.FAILING_CASE, tmp_path)
+    assert code != 0 and elapsed < TIMEOUT_S
+    message = "RMQMCallback(probe=20) could not take the first samples of the validation data"
+    assert "[rank0]" in output and "[rank1]" in output, output[-3000:]
+    for rank in ("rank0", "rank1"):  # the same error raised on both ranks, not a hang on rank 1
+        assert any(line.startswith(f"[{rank}]") and message in line for line in output.splitlines()), output[-3000:]
+
+
 def test_ddp_int_probe_is_the_first_validation_samples_in_order():
     # the reference of the int case must be what the callback takes: the first n validation samples
     inputs, _ = script.val_data()

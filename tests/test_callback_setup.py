@@ -125,15 +125,38 @@ class EvaluationEpochs(Callback):
             self.epochs.append(trainer.current_epoch)
 
 
-def test_an_empty_validation_set_evaluates_at_the_training_epoch_end(tmp_path):
+@pytest.mark.parametrize(
+    "validation", [{}, {"check_val_every_n_epoch": 2}, {"check_val_every_n_epoch": None, "val_check_interval": 2}]
+)
+def test_an_empty_validation_set_evaluates_at_the_training_epoch_end(tmp_path, validation):
     train, _ = loaders()
     empty = DataLoader(TensorDataset(torch.empty(0, 1, 8, 8), torch.empty(0, dtype=torch.long)), batch_size=16)
     callback = RMQMCallback(probe_tensor(), GaussianNoise(levels=6), batch_size=16)
     epochs = EvaluationEpochs()
-    fit = trainer(tmp_path, max_epochs=2, callbacks=[callback, epochs])
+    fit = trainer(tmp_path, max_epochs=2, callbacks=[callback, epochs], **validation)
     fit.fit(TinyEncoder(), train, empty)
-    assert epochs.epochs == [0, 1]
+    assert epochs.epochs == [0, 1]  # every epoch, whatever the validation schedule says
     assert KEY in fit.callback_metrics
+
+
+class Stream(torch.utils.data.IterableDataset):
+    """Validation data streamed, with no length (Lightning counts its batches as inf)."""
+
+    def __iter__(self):
+        return iter(zip(*digits_like_data(48, seed=1)))
+
+
+@pytest.mark.parametrize("probe", ["tensor", "int"])
+def test_a_streamed_validation_set_of_unknown_length_works(tmp_path, probe):
+    train, _ = loaders()
+    callback = RMQMCallback(probe_tensor() if probe == "tensor" else 20, GaussianNoise(levels=6), batch_size=16)
+    epochs = EvaluationEpochs()
+    trainer(tmp_path, max_epochs=2, callbacks=[callback, epochs]).fit(
+        TinyEncoder(), train, DataLoader(Stream(), batch_size=16)
+    )
+    assert math.isfinite(callback.last_results["noise"]["RMQM"])
+    if probe == "int":
+        assert torch.equal(callback._probe.inputs, digits_like_data(48, seed=1)[0][:20])
 
 
 def test_validation_every_second_epoch_is_not_doubled_by_the_fallback(tmp_path):

@@ -24,8 +24,8 @@ class CompiledBackbone(TinyEncoder):
 def _fit(tmp_path, with_callback: bool, alteration):
     torch._dynamo.reset()
     counters.clear()
-    module, rng, checked = _train(tmp_path, CompiledBackbone, with_callback, alteration, "validation")
-    return module, rng, checked, counters["stats"]["unique_graphs"]
+    module, streams, checked = _train(tmp_path, CompiledBackbone, with_callback, alteration, "validation")
+    return module, streams[0], checked, counters["stats"]["unique_graphs"]
 
 
 @pytest.mark.parametrize("alteration", [GaussianNoise(levels=6), PGD(levels=3)], ids=["noise", "pgd"])

@@ -231,3 +231,38 @@ def test_a_model_cast_to_half_keeps_the_metrics_float64_states():
     assert holder.metric.d_moments.dtype == torch.float64
     holder.metric.set_dtype(torch.float32)  # the one way to change it
     assert holder.metric.d_moments.dtype == torch.float32
+
+
+def test_a_train_epoch_end_monitor_with_step_wise_validation_is_refused(tmp_path):
+    stopper = EarlyStopping(monitor=KEY, mode="max", check_on_train_epoch_end=True)
+    callback = RMQMCallback(probe_tensor(), GaussianNoise(levels=4), batch_size=16)
+    match = r"validates every so many steps.*EarlyStopping\(check_on_train_epoch_end=False\)"
+    _fails_before_training(
+        tmp_path, callback, ValueError, match, check_val_every_n_epoch=None, val_check_interval=5, extra=[stopper]
+    )
+
+
+@pytest.mark.parametrize(
+    ("monitor", "match"),
+    [
+        ("rmqm/noise/D_se", r"'rmqm/noise/D_se', which no RMQMCallback .* logs \(it is now rmqm/noise/se/D\?\)"),
+        ("rmqm/noise/D_prev", r"watches 'rmqm/noise/D_prev', which no RMQMCallback"),  # reference convention only
+        ("rmqm/nosie/RMQM", r"watches 'rmqm/nosie/RMQM'.*they log: rmqm/RankMe"),
+    ],
+)
+def test_a_monitor_of_a_key_no_callback_logs_is_refused(tmp_path, monitor, match):
+    stopper = EarlyStopping(monitor=monitor, mode="max")
+    callback = RMQMCallback(probe_tensor(), GaussianNoise(levels=4), batch_size=16)
+    _fails_before_training(tmp_path, callback, ValueError, match, extra=[stopper])
+
+
+def test_validate_with_a_checkpoint_of_another_callback_says_its_probe_is_not_used(tmp_path):
+    checkpoint = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)
+    fitted = RMQMCallback(24, GaussianNoise(levels=6), batch_size=16)
+    trainer(tmp_path, max_epochs=1, enable_checkpointing=True, callbacks=[checkpoint, fitted]).fit(
+        TinyEncoder(), *loaders()
+    )
+    other = RMQMCallback(24, GaussianNoise(levels=8), batch_size=16)  # another state_key
+    with pytest.warns(UserWarning, match=r"holds the state of RMQMCallbacks with other alterations or prefix"):
+        last = tmp_path / "ckpt" / "last.ckpt"
+        trainer(tmp_path, callbacks=[other]).validate(TinyEncoder(), loaders()[1], ckpt_path=last)

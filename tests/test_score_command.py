@@ -13,9 +13,10 @@ import pytorch_lightning as pl
 import torch
 from lightning_helpers import digits_like_data, loaders, trainer
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
-from score_command_module import MLPEncoder, normalise
+from score_command_module import Dim, MLPEncoder, normalise
 
 from rmqm_callback import PGD, GaussianNoise, RMQMCallback
+from rmqm_callback._recorded import callable_spec
 from rmqm_callback.cli import main
 
 TESTS = Path(__file__).resolve().parent
@@ -163,3 +164,74 @@ def test_the_console_script_and_python_m_run_the_same_command(fitted):
     assert outputs[0] == outputs[1]
     assert outputs[0][0]["key"] == "rmqm/noise"
     assert outputs[0][0]["RMQM"] == pytest.approx(logged.values[2]["rmqm/noise"], rel=1e-12)
+
+
+def test_a_lambda_preprocess_asks_for_preprocess_and_the_training_scripts_functions_are_not_recorded(
+    tmp_path, capsys, monkeypatch
+):
+    callback = RMQMCallback(digits_like_data(24, seed=4)[0], GaussianNoise(levels=6), preprocess=lambda x: x)
+    checkpoint = ModelCheckpoint(dirpath=tmp_path, filename="run")
+    trainer(tmp_path, max_epochs=1, enable_checkpointing=True, callbacks=[callback, checkpoint]).fit(
+        MLPEncoder(), *loaders()
+    )
+    monkeypatch.chdir(TESTS)
+    path = str(tmp_path / "run.ckpt")
+    code, _, err = _run(capsys, path, "--module", MODULE, "--no-progress")
+    assert code == 2 and "preprocess=<function" in err and "pass it as --preprocess MODULE:NAME" in err
+    code, _, _ = _run(capsys, path, "--module", MODULE, "--preprocess", "score_command_module:normalise")
+    assert code == 0
+
+    def in_the_training_script(x):
+        return x
+
+    in_the_training_script.__module__, in_the_training_script.__qualname__ = "__main__", "in_the_training_script"
+    assert callable_spec(in_the_training_script) == {"unrecorded": repr(in_the_training_script)}
+
+
+def test_an_alteration_whose_init_args_miss_an_argument_is_not_rebuilt_with_a_default(tmp_path, capsys, monkeypatch):
+    callback = RMQMCallback(digits_like_data(24, seed=4)[0], Dim(levels=5, strength=0.5))
+    checkpoint = ModelCheckpoint(dirpath=tmp_path, filename="run")
+    trainer(tmp_path, max_epochs=1, enable_checkpointing=True, callbacks=[callback, checkpoint]).fit(
+        MLPEncoder(), *loaders()
+    )
+    monkeypatch.chdir(TESTS)
+    code, _, err = _run(capsys, str(tmp_path / "run.ckpt"), "--module", MODULE, "--no-progress")
+    assert code == 2 and "its __init__ takes ['strength'], which Dim.init_args() does not return" in err
+
+
+def test_a_checkpoint_of_version_0_1_is_scored_with_its_recorded_settings(fitted, tmp_path, capsys, monkeypatch):
+    folder, logged = fitted
+    saved = torch.load(folder / "epoch=1.ckpt", weights_only=False)
+    (key,) = [key for key in saved["callbacks"] if key.startswith("RMQMCallback")]
+    state = saved["callbacks"][key]
+    settings = dict(state["settings"], alterations={"noise": state["settings"]["alterations"]["noise"]})
+    saved["callbacks"][key] = {  # what 0.1 saved: tensors and text
+        "probe_inputs": state["probe"]["inputs"], "probe_labels": state["probe"]["labels"], "probe_size": None,
+        "settings": settings, "last_results": state["last_results"],
+    }  # fmt: skip
+    torch.save(saved, tmp_path / "old.ckpt")
+    monkeypatch.chdir(TESTS)
+    args = ["--module", MODULE, "--json", "--no-progress", "--embed", "body"]
+    code, out, _ = _run(capsys, str(tmp_path / "old.ckpt"), *args, "--preprocess", "score_command_module:normalise")
+    assert code == 0
+    (row,) = json.loads(out)
+    assert row["key"] == "rmqm/noise" and row["RMQM"] == pytest.approx(logged.values[1]["rmqm/noise"], rel=1e-12)
+    settings["alterations"]["pgd"] = state["settings"]["alterations"]["pgd"]
+    torch.save(saved, tmp_path / "old.ckpt")
+    code, _, err = _run(capsys, str(tmp_path / "old.ckpt"), *args)
+    assert code == 2 and "PGD(" in err and "records it as text only" in err
+
+
+def test_a_diverged_checkpoint_is_ranked_last_with_nan_not_an_error(fitted, tmp_path, capsys, monkeypatch):
+    folder, _ = fitted
+    saved = torch.load(folder / "epoch=0.ckpt", weights_only=False)
+    saved["state_dict"] = {name: torch.full_like(value, float("nan")) for name, value in saved["state_dict"].items()}
+    torch.save(saved, tmp_path / "diverged.ckpt")
+    monkeypatch.chdir(TESTS)
+    code, out, err = _run(
+        capsys, str(tmp_path / "diverged.ckpt"), str(folder / "epoch=1.ckpt"), "--module", MODULE, "--json",
+        "--no-progress",
+    )  # fmt: skip
+    assert code == 0 and "non-finite representations" in err
+    noise = [row for row in json.loads(out) if row["key"] == "rmqm/noise"]
+    assert noise[0]["checkpoint"].endswith("epoch=1.ckpt") and noise[1]["RMQM"] is None  # NaN: last, null in JSON

@@ -142,12 +142,15 @@ def main(argv: list[str] | None = None) -> None:
         monitor=MONITOR,
         mode="max",
         save_top_k=args.save_top_k,
-        save_last=True,
         filename="epoch{epoch:02d}-rmqm{" + MONITOR + ":.4f}",
         auto_insert_metric_name=False,
     )
+    # the latest epoch, overwritten every epoch: ModelCheckpoint(save_last=True) above would refresh
+    # it only in epochs that enter the top k, and RMQM falls within a run
+    last = ModelCheckpoint(dirpath=args.output_dir, filename="last", save_top_k=1, enable_version_counter=False)
     callbacks: list[Callback] = [
         checkpoint,
+        last,
         RMQMCallback(probe, GaussianNoise(levels=args.levels), prefix=PREFIX),
         EpochTable(),
     ]
@@ -180,7 +183,7 @@ def main(argv: list[str] | None = None) -> None:
     if checkpoint.best_model_path:
         score = float(checkpoint.best_model_score)
         print(f"Highest RMQM:      {checkpoint.best_model_path} ({MONITOR} = {score:.4f}; an early epoch, see README)")
-        print(f"Last checkpoint:   {checkpoint.last_model_path}")
+        print(f"Last checkpoint:   {last.best_model_path}")
     print(f"Open TensorBoard:  tensorboard --logdir {args.log_dir}")
     print(f"Rank checkpoints:  python examples/score_checkpoints.py {Path(checkpoint.dirpath)}")
 

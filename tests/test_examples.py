@@ -40,7 +40,7 @@ def run_example(script: str, *args: str, cwd: Path, timeout: float = 240) -> str
 def trained(tmp_path_factory):
     """One tiny train_digits.py run (keeping every checkpoint), shared by the tests below."""
     cwd = tmp_path_factory.mktemp("train_digits")
-    args = ("--quick", "--epochs", str(EPOCHS), "--save-top-k", "-1")
+    args = ("--quick", "--epochs", str(EPOCHS), "--save-top-k", "2")
     return cwd, run_example("train_digits.py", *args, cwd=cwd)
 
 
@@ -63,7 +63,8 @@ def test_train_digits_writes_tensorboard_logs_and_best_checkpoint(trained):
     run_dir = cwd / "lightning_logs" / "nt-xent" / "version_0"
     assert list(run_dir.glob("events.out.tfevents.*"))
     checkpoints = sorted((run_dir / "checkpoints").glob("epoch*.ckpt"))
-    assert len(checkpoints) == EPOCHS and (run_dir / "checkpoints" / "last.ckpt").is_file()
+    assert len(checkpoints) == 2 and (run_dir / "checkpoints" / "last.ckpt").is_file()  # the top 2, and the last
+    assert "Last checkpoint:   lightning_logs/nt-xent/version_0/checkpoints/last.ckpt" in out
     best = re.search(r"Highest RMQM:\s+(\S+) \(rmqm/noise/RMQM = ([\d.]+); an early epoch", out)
     assert best, out
     assert (cwd / best.group(1)).is_file()
@@ -93,27 +94,26 @@ def test_train_digits_arguments():
 
 
 def test_score_checkpoints_ranks_by_rmqm(trained):
-    cwd, _ = trained
+    cwd, training_output = trained
     folder = cwd / "lightning_logs" / "nt-xent" / "version_0" / "checkpoints"
     args = (str(folder), "--probe-size", "64", "--accuracy")  # the probe and noise: recorded by the callback
     out = run_example("score_checkpoints.py", *args, cwd=cwd)
     lines = [line for line in out.splitlines() if re.match(r"^\s*\d+ \|", line)]
-    assert len(lines) == EPOCHS + 1  # and last.ckpt, a copy of the last epoch's
-    last = next(line for line in lines if line.endswith("last.ckpt"))
-    assert last.split("|")[1:6] == next(line for line in lines if f"epoch{EPOCHS - 1:02d}" in line).split("|")[1:6]
-    lines.remove(last)
+    assert len(lines) == 3  # the top 2 by RMQM and last.ckpt
     ranks = [int(line.split("|")[0]) for line in lines]
     scores = [float(line.split("|")[1]) for line in lines]
-    assert ranks == sorted(ranks) and len(set(ranks)) == EPOCHS
-    assert scores == sorted(scores, reverse=True)
-    # as the callback evaluated them: the RMQM in each file name (4 decimals) is the logged one
+    assert ranks == [1, 2, 3] and scores == sorted(scores, reverse=True)
+    # as the callback evaluated them: the RMQM each epoch logged (the training table, 4 decimals)
+    logged = {int(m.group(1)): m.group(6) for m in map(TABLE_ROW.match, training_output.splitlines()) if m}
     for line, rmqm in zip(lines, scores):
-        logged = re.search(r"rmqm(\d+\.\d+)\.ckpt", line).group(1)
-        assert f"{rmqm:.4f}" == logged
+        epoch = int(line.split("|")[6])
+        assert f"{rmqm:.4f}" == logged[epoch], line
+    last = next(line for line in lines if line.endswith("last.ckpt"))
+    assert int(last.split("|")[6]) == EPOCHS - 1  # the last epoch, though it is not in the top 2
     assert f"Best by RMQM: {lines[0].split('|')[-1].strip()}" in out
     assert all(0.0 <= float(line.split("|")[5]) <= 1.0 for line in lines)  # the 1-NN column
     assert "Spearman" not in out  # 3 checkpoints: too few for a correlation, and it says so
-    assert f"{EPOCHS + 1} checkpoints are too few for one to mean anything" in out
+    assert "3 checkpoints are too few for one to mean anything" in out
 
 
 def test_score_checkpoints_empty_folder(tmp_path):

@@ -12,7 +12,9 @@ import itertools
 import logging
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
+import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -119,6 +121,23 @@ def knn_accuracy(train_z: Tensor, train_y: Tensor, test_z: Tensor, test_y: Tenso
 
 
 # ---------------------------------------------------------------- quiet Lightning
+
+
+def quiet_trainer(max_epochs: int, loader: Any, **settings: Any) -> pl.Trainer:
+    """A CPU ``Trainer`` for the studies' many small fits: no logger, checkpoints, progress bar or summary.
+
+    ``settings`` add to or override these (``callbacks=...``, ``num_sanity_val_steps=0``...).
+    """
+    defaults = {
+        "max_epochs": max_epochs,
+        "accelerator": "cpu",
+        "logger": False,
+        "enable_checkpointing": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "log_every_n_steps": len(loader),
+    }
+    return pl.Trainer(**{**defaults, **settings})
 
 
 def quiet_lightning() -> None:

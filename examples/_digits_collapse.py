@@ -17,7 +17,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from _digits_augment import two_views
-from _digits_model import OPTIMIZERS, DigitsEncoder
+from _digits_model import OPTIMIZERS, DigitsEncoder, make_optimizer
 from torch import Tensor, nn
 
 
@@ -78,6 +78,4 @@ class SimSiamModule(pl.LightningModule):
         return loss
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        if self.hparams.optimizer == "adam":
-            return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
-        return torch.optim.SGD(self.parameters(), lr=self.hparams.lr, momentum=0.9, nesterov=True)
+        return make_optimizer(self.parameters(), self.hparams.optimizer, self.hparams.lr)

@@ -7,6 +7,8 @@ momentum. ``forward`` returns the representation, which is what RMQM measures.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
@@ -108,6 +110,11 @@ class EncoderModule(pl.LightningModule):
         return loss
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        if self.hparams.optimizer == "adam":
-            return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
-        return torch.optim.SGD(self.parameters(), lr=self.hparams.lr, momentum=0.9, nesterov=True)
+        return make_optimizer(self.parameters(), self.hparams.optimizer, self.hparams.lr)
+
+
+def make_optimizer(parameters: Any, optimizer: str, lr: float) -> torch.optim.Optimizer:
+    """Adam, or SGD with Nesterov momentum 0.9: the two optimisers of the paper's grid."""
+    if optimizer == "adam":
+        return torch.optim.Adam(parameters, lr=lr)
+    return torch.optim.SGD(parameters, lr=lr, momentum=0.9, nesterov=True)

@@ -27,7 +27,7 @@ import pytorch_lightning as pl
 import torch
 from _collapse_recipe import KEYS, LEFT_OUT_THRESHOLD, collapse_alarm, rankme_threshold_for
 from _collapse_simulation import simulate
-from _digits import quiet_lightning
+from _digits import quiet_lightning, quiet_trainer
 from _digits_model import METHODS
 from collapse_explore import load_data, make_model
 from pytorch_lightning.callbacks import Callback
@@ -70,17 +70,8 @@ def alarm_fit(
     val = DataLoader(TensorDataset(data["val_x"], data["val_y"]), batch_size=512)
     alarm = collapse_alarm(*thresholds)
     rankmes = RankMes()
-    trainer = pl.Trainer(
-        max_epochs=epochs,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        log_every_n_steps=len(train),
-        callbacks=[RMQMCallback(data["probe_x"], GaussianNoise(levels=levels), log_curves=False), rankmes, *alarm],
-    )
+    callback = RMQMCallback(data["probe_x"], GaussianNoise(levels=levels), log_curves=False)
+    trainer = quiet_trainer(epochs, train, num_sanity_val_steps=0, callbacks=[callback, rankmes, *alarm])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         trainer.fit(make_model(run), train, val)

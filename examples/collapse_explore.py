@@ -47,7 +47,7 @@ sys.path.append(str(Path(__file__).resolve().parents[1]))  # rmqm_callback from 
 
 import pytorch_lightning as pl
 import torch
-from _digits import embed, holdout_split, knn_accuracy, load_digits_tensors, quiet_lightning
+from _digits import embed, holdout_split, knn_accuracy, load_digits_tensors, quiet_lightning, quiet_trainer
 from _digits_collapse import SimSiamModule
 from _digits_model import METHODS, EncoderModule
 from pytorch_lightning.callbacks import Callback
@@ -196,16 +196,7 @@ def train_and_record(run: dict[str, Any], epochs: int, batch_size: int) -> list[
     loader = DataLoader(TensorDataset(data["train_x"], data["train_y"]), batch_size=batch_size, shuffle=True)
     model = make_model(run)
     recorder = Recorder(run, data)
-    trainer = pl.Trainer(
-        max_epochs=epochs,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        log_every_n_steps=len(loader),
-        callbacks=[recorder],
-    )
+    trainer = quiet_trainer(epochs, loader, callbacks=[recorder])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         trainer.fit(model, loader)

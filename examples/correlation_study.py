@@ -41,7 +41,15 @@ sys.path.append(str(Path(__file__).resolve().parents[1]))  # rmqm_callback from 
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from _digits import embed, holdout_split, knn_accuracy, load_digits_tensors, quiet_lightning, split_indices
+from _digits import (
+    embed,
+    holdout_split,
+    knn_accuracy,
+    load_digits_tensors,
+    quiet_lightning,
+    quiet_trainer,
+    split_indices,
+)
 from _digits_model import METHODS, OPTIMIZERS, EncoderModule
 from _digits_stats import correlations, markdown_table, min_max, pearson
 from torch.utils.data import DataLoader, TensorDataset
@@ -127,15 +135,7 @@ def train_encoder(job: dict[str, object], settings: dict[str, int]) -> tuple[Enc
     loader = DataLoader(
         TensorDataset(data["train_x"], data["train_y"]), batch_size=settings["batch_size"], shuffle=True
     )
-    trainer = pl.Trainer(
-        max_epochs=settings["epochs"],
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        log_every_n_steps=len(loader),
-    )
+    trainer = quiet_trainer(settings["epochs"], loader)
     trainer.fit(model, loader)
     return model, trainer
 
@@ -202,6 +202,20 @@ def run_grid(
                 report(future.result())
     order = {tuple(job.values()): i for i, job in enumerate(jobs)}
     return sorted(rows, key=lambda row: order[tuple(row[key] for key in jobs[0])])
+
+
+def grid(args: argparse.Namespace, needs: str) -> list[dict[str, object]]:
+    """One job per method x optimizer x embedding size x seed of ``args``; at least 3 (``needs`` says for what)."""
+    jobs: list[dict[str, object]] = [
+        {"method": m, "optimizer": o, "embedding_dim": d, "seed": s}
+        for m in args.methods
+        for o in args.optimizers
+        for d in args.dims
+        for s in args.seeds
+    ]
+    if len(jobs) < 3:
+        raise SystemExit(f"The grid has {len(jobs)} encoder(s); {needs} need at least 3.")
+    return jobs
 
 
 def plot_regression(rows: list[dict[str, object]], path: Path) -> float:
@@ -282,15 +296,7 @@ def write_outputs(rows: list[dict[str, object]], args: argparse.Namespace) -> st
 def main(argv: list[str] | None = None) -> None:
     """Train and score the grid, then write the CSV, the correlation table and the regression plot."""
     args = parse_args(argv)
-    jobs = [
-        {"method": m, "optimizer": o, "embedding_dim": d, "seed": s}
-        for m in args.methods
-        for o in args.optimizers
-        for d in args.dims
-        for s in args.seeds
-    ]
-    if len(jobs) < 3:
-        raise SystemExit(f"The grid has {len(jobs)} encoder(s); correlations need at least 3.")
+    jobs = grid(args, "correlations")
     settings = {k: getattr(args, k) for k in ("epochs", "batch_size", "probe_size", "levels")}
     print(f"Training and scoring {len(jobs)} encoders with {args.workers} worker(s) ...", flush=True)
     start = time.perf_counter()

@@ -200,15 +200,7 @@ def main(argv: list[str] | None = None) -> None:
     """Train the grid, score every encoder at every setting, and write the CSV and the table."""
     args = parse_args(argv)
     base = study.parse_args([])
-    jobs = [
-        {"method": m, "optimizer": o, "embedding_dim": d, "seed": s}
-        for m in args.methods
-        for o in args.optimizers
-        for d in args.dims
-        for s in args.seeds
-    ]
-    if len(jobs) < 3:
-        raise SystemExit(f"The grid has {len(jobs)} encoder(s); rankings need at least 3.")
+    jobs = study.grid(args, "rankings")
     settings = {"epochs": args.epochs, "batch_size": args.batch_size, "probe_size": FULL[1], "levels": FULL[0]}
     print(f"Training {len(jobs)} encoders, scoring each at {len(LEVELS) * len(PROBES)} settings ...", flush=True)
     start = time.perf_counter()

@@ -40,7 +40,7 @@ sys.path.append(str(Path(__file__).resolve().parents[1]))  # rmqm_callback from 
 
 import pytorch_lightning as pl
 import torch
-from _digits import embed, holdout_split, knn_accuracy, load_digits_tensors
+from _digits import embed, holdout_split, knn_accuracy, load_digits_tensors, quiet_trainer
 from _digits_model import METHODS, EncoderModule
 from _digits_within import EpochSnapshots, jacobian_participation_ratio, representation_participation_ratio
 from _digits_within_report import write_markdown, write_plot
@@ -115,16 +115,7 @@ def train_snapshots(job: dict[str, object], settings: dict[str, int]) -> tuple[E
         TensorDataset(data["train_x"], data["train_y"]), batch_size=settings["batch_size"], shuffle=True
     )
     snapshots = EpochSnapshots()
-    trainer = pl.Trainer(
-        max_epochs=settings["epochs"],
-        accelerator="cpu",
-        logger=False,
-        callbacks=[snapshots],
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        log_every_n_steps=len(loader),
-    )
+    trainer = quiet_trainer(settings["epochs"], loader, callbacks=[snapshots])
     trainer.fit(model, loader)
     return model, snapshots
 

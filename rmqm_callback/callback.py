@@ -2,58 +2,38 @@
 
 from __future__ import annotations
 
-import math
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import torch
 from pytorch_lightning.utilities.rank_zero import rank_zero_warn
 from torch import Tensor
 from typing_extensions import override
 
 from rmqm_callback._callback_checks import check_distinct_keys, check_strategy, check_trainer, named_alterations
-from rmqm_callback._checks import check_bool, check_convention, check_int, check_number
-from rmqm_callback._evaluation import ProgressHook, check_set_up, measure
+from rmqm_callback._checks import check_bool, check_convention, check_int
+from rmqm_callback._evaluation import ProgressHook, check_set_up
+from rmqm_callback._held_probe import HeldProbe
 from rmqm_callback._lightning import LightningCallback, LightningModule, Trainer
 from rmqm_callback._plotting import matplotlib_available, plot_curves
-from rmqm_callback._probe_state import MIB, fingerprint, probe_record, record_from_state, stored_probe
 from rmqm_callback._progress import progress_bar
 from rmqm_callback._recorded import alteration_spec, callable_spec
 from rmqm_callback._schedule import EvaluationSchedule, check_monitors
+from rmqm_callback._synced import measure_in_run
 from rmqm_callback._tensorboard import epoch_log_step, layout, tensorboard_loggers
-from rmqm_callback._trainer_probe import probe_from_trainer
 from rmqm_callback.alterations import Alteration, InputAlteration
 from rmqm_callback.encoder import EmbedRule, Encoder, check_embed_and_preprocess
 from rmqm_callback.keys import (
     CURVES_KEY,
-    D_PREV_KEY,
-    D_RC_LEFT_OUT_KEY,
     LOGGED_QUANTITIES,
-    NON_FINITE_KEY,
-    P_RC_LEFT_OUT_KEY,
     REFERENCE_QUANTITIES,
     SECONDS_KEY,
     SPECTRAL_QUANTITIES,
     callback_key,
     metric_key,
-    se_key,
 )
 from rmqm_callback.metric import RMQM
-from rmqm_callback.probe import Probe, as_probe, materialize
+from rmqm_callback.probe import Probe
 from rmqm_callback.spectral_metric import SpectralScores
-
-#: ``RMQM.compute`` result -> logged quantity, for the quantities logged as they are.
-_RESULT_QUANTITIES = {
-    "RMQM": "RMQM",
-    "D": "D",
-    "D_RC": "D_RC",
-    "P_RC": "P_RC",
-    "D_se": se_key("D"),
-    "D_RC_se": se_key("D_RC"),
-    "P_RC_se": se_key("P_RC"),
-}
-_REFERENCE_RESULT_QUANTITIES = {"D_prev": D_PREV_KEY, "D_prev_se": se_key(D_PREV_KEY)}
 
 
 class RMQMCallback(LightningCallback):
@@ -141,14 +121,7 @@ class RMQMCallback(LightningCallback):
         spectral: bool = True,
         checkpoint_probe_mib: float = 16.0,
     ) -> None:
-        if isinstance(probe, int) and not isinstance(probe, bool):
-            self.probe_size: int | None = check_int("probe", probe, minimum=1)
-            self._probe: Probe | None = None
-            self._probe_source = "data"
-        else:
-            self.probe_size = None
-            self._probe = as_probe(probe)
-            self._probe_source = "given"
+        self._held = HeldProbe(probe, checkpoint_probe_mib)
         self.alterations = named_alterations(alterations)
         self.every_n_epochs = check_int("every_n_epochs", every_n_epochs, minimum=1)
         check_embed_and_preprocess(embed, preprocess)
@@ -165,14 +138,13 @@ class RMQMCallback(LightningCallback):
             check_bool("progress", progress)
         self.progress = progress
         self.spectral = check_bool("spectral", spectral)
-        self.checkpoint_probe_mib = check_number("checkpoint_probe_mib", checkpoint_probe_mib)
+        self.checkpoint_probe_mib = self._held.budget_mib
         self.last_results: dict[str, dict[str, float]] = {}
         self.last_spectral: dict[str, float] = {}
         self._metrics = {name: RMQM(convention=convention, normalize=normalize) for name in self.alterations}
         self._spectrum = SpectralScores() if spectral else None
         self._evaluated_epoch: int | None = None
         self._schedule: EvaluationSchedule | None = None  # when the running fit evaluates (from on_train_start)
-        self._resumed: dict[str, Any] | None = None  # a checkpoint's record of a probe it did not store
         self._precision: str | None = None
         self._said: set[str] = set()  # one-time messages already given
 
@@ -243,9 +215,7 @@ class RMQMCallback(LightningCallback):
         self._schedule = None
         if stage == "fit":
             self._evaluated_epoch = None
-            self._resumed = None
-            if self.probe_size is not None:
-                self._probe = None  # taken afresh in every fit (a checkpoint being resumed brings its own)
+            self._held.start_fit()
 
     @override
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -273,31 +243,12 @@ class RMQMCallback(LightningCallback):
         self._prepare_probe(trainer, pl_module, "validation")
 
     def _prepare_probe(self, trainer: Trainer, pl_module: LightningModule, source: str) -> None:
-        """Take (or read) the probe, verify it against a checkpoint's record, and send two probes through everything."""
-        if self._probe is None:
-            count = self.probe_size
-            resumed = self._resumed
-            if resumed is not None and resumed.get("source") in ("validation", "training"):
-                # rebuild what the checkpoint's probe was: the same samples of the same data
-                source, count = resumed["source"], resumed.get("requested") or resumed["size"]
-            self._probe = probe_from_trainer(trainer, count, source)  # type: ignore[arg-type]
-            self._probe_source = source
-        else:
-            self._probe = materialize(self._probe)  # a Dataset or DataLoader is read once, here
-        if self._resumed is not None:
-            self._verify_rebuilt_probe(self._probe, self._resumed)
-            self._resumed = None
-        if len(self._probe) == 1 and "one probe" not in self._said:
-            self._said.add("one probe")
-            rank_zero_warn(
-                "RMQMCallback: the probe has a single sample, so the standard errors over probes (se/...) are NaN:"
-                " they need at least 2 probes. Pass a larger probe for error bars."
-            )
+        """Take (or read) the probe, and send its first two probes through a whole evaluation."""
         check_set_up(
             "RMQMCallback",
             pl_module,
             self._encoder(pl_module),
-            self._probe,
+            self._held.take(trainer, source),
             self.alterations,
             precision=trainer.precision_plugin,
             device=pl_module.device,
@@ -305,21 +256,6 @@ class RMQMCallback(LightningCallback):
             convention=self.convention,
             normalize=self.normalize,
         )
-
-    def _verify_rebuilt_probe(self, probe: Probe, record: dict[str, Any]) -> None:
-        if fingerprint(probe) != record["fingerprint"]:
-            origin = (
-                f"the first {record['size']} samples of the {record['source']} data"
-                if record["source"] in ("validation", "training")
-                else "the probe passed to this callback"
-            )
-            rank_zero_warn(
-                f"RMQMCallback: the checkpoint did not store its probe ({record['bytes'] / MIB:.1f} MiB, over"
-                f" checkpoint_probe_mib={self.checkpoint_probe_mib:g}), and the probe rebuilt now from {origin}"
-                f" ({len(probe)} samples) differs from it (fingerprints {fingerprint(probe)[:12]} and"
-                f" {record['fingerprint'][:12]}): the data changed, so the values logged after resuming are not"
-                " comparable with the earlier ones."
-            )
 
     @override
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -348,13 +284,24 @@ class RMQMCallback(LightningCallback):
         every_n_epochs = schedule.every_n_epochs if schedule is not None else self.every_n_epochs
         return trainer.state.fn == "fit" and (trainer.current_epoch + 1) % every_n_epochs == 0
 
+    @property
+    def probe_size(self) -> int | None:
+        """The ``n`` of an int probe (``probe=n``), else ``None``."""
+        return self._held.size
+
+    @property
+    def _probe(self) -> Probe | None:
+        """The probe in memory (``None`` for an int probe before it is taken)."""
+        return self._held.probe
+
     def _probe_for(self, trainer: Trainer) -> Probe:
-        if self._probe is None:
+        probe = self._held.probe
+        if probe is None:
             raise RuntimeError("RMQMCallback evaluated before its probe was taken (on_train_start did not run).")
         if getattr(trainer, "fast_dev_run", False):
-            labels = None if self._probe.labels is None else self._probe.labels[: self.batch_size]
-            return Probe(self._probe.inputs[: self.batch_size], labels)
-        return self._probe
+            labels = None if probe.labels is None else probe.labels[: self.batch_size]
+            return Probe(probe.inputs[: self.batch_size], labels)
+        return probe
 
     def _evaluate(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._evaluated_epoch = trainer.current_epoch
@@ -369,7 +316,20 @@ class RMQMCallback(LightningCallback):
             spectrum.reset()  # nothing left over from an evaluation an error interrupted
         for name, alteration in self.alterations.items():
             clean = spectrum if name == next(iter(self.alterations)) else None
-            values, curves = self._measure(trainer, pl_module, probe, encoder, name, alteration, draw, clean)
+            values, curves, self.last_results[name] = measure_in_run(
+                trainer,
+                pl_module,
+                self._metrics[name],
+                probe,
+                encoder,
+                name,
+                alteration,
+                batch_size=self.batch_size,
+                reference=self.convention == "reference",
+                with_curves=draw,
+                clean=clean,
+                progress=self._progress_bar(trainer, name),
+            )
             self._log(pl_module, name, values)
             if curves is not None and trainer.is_global_zero:
                 label = f"epoch {trainer.current_epoch}"
@@ -400,88 +360,6 @@ class RMQMCallback(LightningCallback):
             )
         return False
 
-    def _measure(
-        self,
-        trainer: Trainer,
-        pl_module: LightningModule,
-        probe: Probe,
-        encoder: Encoder,
-        name: str,
-        alteration: Alteration,
-        with_curves: bool,
-        clean: SpectralScores | None,
-    ) -> tuple[dict[str, Tensor], dict[str, Tensor] | None]:
-        """Score this process's shard, sync, and return the values to log (and curves) of every process."""
-        metric = self._metrics[name].to(pl_module.device)
-        metric.reset()
-        start = time.perf_counter()
-        skipped = measure(
-            metric,
-            pl_module,
-            encoder,
-            probe,
-            alteration,
-            precision=trainer.precision_plugin,
-            device=pl_module.device,
-            batch_size=self.batch_size,
-            rank=trainer.global_rank,
-            world_size=trainer.world_size,
-            progress=self._progress_bar(trainer, name),
-            skip_non_finite=True,
-            clean=clean,
-        )
-        # every process takes the same branch: the count is summed over processes first
-        skipped = int(trainer.strategy.reduce(torch.tensor(float(skipped), device=pl_module.device), reduce_op="sum"))
-        curves = None
-        if skipped:
-            rank_zero_warn(
-                f"RMQMCallback[{name}]: the model gave non-finite (NaN/inf) representations for {skipped} probes"
-                " (have the weights diverged?); logging NaN for this evaluation."
-            )
-            results = None
-        else:
-            results = metric.compute()  # collective under DDP: every process calls it
-            curves = metric.curves() if with_curves else None
-        metric.reset()
-        values = self._values(results, skipped, len(probe), pl_module.device)
-        values[SECONDS_KEY] = values[NON_FINITE_KEY].new_tensor(time.perf_counter() - start)
-        self.last_results[name] = {key: float(value) for key, value in (results or {}).items()} | {
-            SECONDS_KEY: float(values[SECONDS_KEY]),
-            "non_finite": float(skipped),
-        }
-        if results is None:
-            self.last_results[name]["RMQM"] = math.nan
-        self._warn_left_out(name, results)
-        return values, curves
-
-    def _values(
-        self, results: dict[str, Tensor] | None, skipped: int, num_probes: int, device: torch.device
-    ) -> dict[str, Tensor]:
-        """The logged quantities of one alteration (NaN, on the module's device, where results are missing).
-
-        NaN tensors live on the module's device: Lightning syncs logged tensors where they are
-        (NCCL needs the GPU).
-        """
-        names = dict(_RESULT_QUANTITIES)
-        if self.convention == "reference":
-            names.update(_REFERENCE_RESULT_QUANTITIES)
-        nan = torch.tensor(math.nan, dtype=torch.float64, device=device)
-        values = {quantity: nan if results is None else results[key] for key, quantity in names.items()}
-        for component, quantity in (("D_RC", D_RC_LEFT_OUT_KEY), ("P_RC", P_RC_LEFT_OUT_KEY)):
-            values[quantity] = nan if results is None else results[f"{component}_left_out"] / results["num_probes"]
-        values[NON_FINITE_KEY] = torch.tensor(skipped / num_probes, dtype=torch.float64, device=device)
-        return values
-
-    def _warn_left_out(self, name: str, results: dict[str, Tensor] | None) -> None:
-        if results is None:
-            return
-        left_out = max(float(results["D_RC_left_out"]), float(results["P_RC_left_out"]))
-        if left_out > 0:
-            rank_zero_warn(
-                f"RMQMCallback[{name}]: {left_out:.0f} of {float(results['num_probes']):.0f} probes were left out"
-                " of a spike component (zero distances between levels): part of the representation has collapsed."
-            )
-
     def _log_value(self, pl_module: LightningModule, key: str, value: Tensor) -> None:
         # every process holds the same synced value: "max" syncs it exactly and without a warning
         pl_module.log(key, value, on_step=False, on_epoch=True, sync_dist=True, reduce_fx="max")
@@ -490,26 +368,14 @@ class RMQMCallback(LightningCallback):
         for quantity, value in values.items():
             self._log_value(pl_module, metric_key(self.prefix, name, quantity), value)
 
-    def _same_probe(self, saved: Probe, saved_size: int | None) -> bool:
-        """Whether ``saved`` is the probe this callback was given (an int probe: asked for the same size)."""
-        if self._probe is None:
-            return self.probe_size is None or self.probe_size == (len(saved) if saved_size is None else saved_size)
-        given = self._probe = materialize(self._probe)  # a Dataset or DataLoader is read now, not at train start
-        return fingerprint(given) == fingerprint(saved)
-
     def _progress_bar(self, trainer: Trainer, name: str) -> ProgressHook | None:
         wanted = trainer.progress_bar_callback is not None if self.progress is None else self.progress
         return progress_bar(f"RMQM {name}") if wanted and trainer.is_global_zero else None
 
     @override
     def state_dict(self) -> dict[str, Any]:
-        record = None
-        if type(self._probe) is Probe:
-            requested = self.probe_size
-            budget = int(self.checkpoint_probe_mib * MIB)
-            record = probe_record(self._probe, source=self._probe_source, requested=requested, budget_bytes=budget)
         return {
-            "probe": record,
+            "probe": self._held.state(),
             "settings": self._settings(),
             "recorded": self._recorded(),
             "last_results": dict(self.last_results),
@@ -517,21 +383,7 @@ class RMQMCallback(LightningCallback):
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        record = record_from_state(state_dict)
-        if record is not None:
-            saved_probe = stored_probe(record)
-            if saved_probe is None:  # over the budget: rebuilt from the data at train start, and verified
-                self._resumed = record
-                if self.probe_size is not None:
-                    self._probe = None
-            else:
-                if not self._same_probe(saved_probe, record.get("requested")):
-                    rank_zero_warn(
-                        f"RMQMCallback: resuming with the checkpoint's probe ({len(saved_probe)} samples), not the"
-                        f" probe passed to this callback, so that the values stay comparable across the run."
-                    )
-                self._probe = saved_probe
-                self._probe_source = record.get("source", "given")
+        self._held.restore(state_dict)
         self.last_results = dict(state_dict.get("last_results", {}))
         saved = state_dict.get("settings")
         if saved is not None and self._comparable(saved) != self._comparable(self._settings()):

@@ -2,9 +2,7 @@
 
 import csv
 import math
-import os
 import re
-import subprocess
 import sys
 import warnings
 from pathlib import Path
@@ -12,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_examples import run_example
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -55,21 +54,11 @@ def quick(tmp_path_factory, in_process):
         writer = csv.DictWriter(handle, fieldnames=list(row))
         writer.writeheader()
         writer.writerow(row)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     args = ["--quick", "--workers", "1", "--output-dir", "out", "--reference", "encoders.csv"]  # no spawn start-up
-    done = subprocess.run(
-        [sys.executable, str(EXAMPLES / "cost_fidelity_study.py"), *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert done.returncode == 0, f"STDOUT:\n{done.stdout}\nSTDERR:\n{done.stderr}"
+    stdout = run_example("cost_fidelity_study.py", *args, cwd=cwd)
     with open(cwd / "out" / "cost_fidelity.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
-    return rows, (cwd / "out" / "cost_fidelity.md").read_text(), done.stdout
+    return rows, (cwd / "out" / "cost_fidelity.md").read_text(), stdout
 
 
 def table_rows(markdown):

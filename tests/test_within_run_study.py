@@ -3,15 +3,14 @@
 import csv
 import itertools
 import math
-import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from test_examples import run_example
 from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,21 +36,11 @@ SIGNED = r"([+-]\d\.\d\d|nan)"
 def study(tmp_path_factory):
     """One --quick run (default 2 spawned workers), as a user runs it, in a fresh working directory."""
     cwd = tmp_path_factory.mktemp("within_run")
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    done = subprocess.run(
-        [sys.executable, str(EXAMPLES / "within_run_study.py"), "--quick", "--output-dir", "out"],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert done.returncode == 0, f"STDOUT:\n{done.stdout}\nSTDERR:\n{done.stderr}"
+    stdout = run_example("within_run_study.py", "--quick", "--output-dir", "out", cwd=cwd)
     out = cwd / "out"
     with open(out / "within_run.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
-    return out, rows, (out / "within_run.md").read_text(), done.stdout
+    return out, rows, (out / "within_run.md").read_text(), stdout
 
 
 def runs_of(rows):

@@ -86,6 +86,19 @@ def holdout_split(n: int, probe_size: int, val_fraction: float = 0.15, seed: int
 
 
 @torch.no_grad()
+
+def all_digits_split(probe_size: int, seed: int) -> dict[str, Tensor]:
+    """``train_digits.py``'s split of all ten digits: training, 15% validation, a held-out probe (by ``seed``)."""
+    images, labels = load_digits_tensors()
+    train, val, probe = holdout_split(len(images), probe_size, val_fraction=0.15, seed=seed)
+    return {
+        "train_x": images[train],
+        "train_y": labels[train],
+        "val_x": images[val],
+        "val_y": labels[val],
+        "probe_x": images[probe],
+    }
+
 def embed(model: nn.Module, images: Tensor, batch_size: int = 512) -> Tensor:
     """Representations ``model(images)`` in eval mode, in batches; the model's train/eval mode is restored."""
     was_training = model.training

@@ -47,7 +47,13 @@ sys.path.append(str(Path(__file__).resolve().parents[1]))  # rmqm_callback from 
 
 import pytorch_lightning as pl
 import torch
-from _digits import embed, holdout_split, knn_accuracy, load_digits_tensors, quiet_lightning, quiet_trainer
+from _digits import (
+    all_digits_split,
+    embed,
+    knn_accuracy,
+    quiet_lightning,
+    quiet_trainer,
+)
 from _digits_collapse import SimSiamModule
 from _digits_model import METHODS, EncoderModule
 from pytorch_lightning.callbacks import Callback
@@ -177,15 +183,7 @@ class Recorder(Callback):
 
 def load_data(seed: int, probe_size: int) -> dict[str, torch.Tensor]:
     """``train_digits.make_loaders``'s split: all ten digits, 15% validation, a held-out probe."""
-    images, labels = load_digits_tensors()
-    train, val, probe = holdout_split(len(images), probe_size, val_fraction=0.15, seed=seed)
-    return {
-        "train_x": images[train],
-        "train_y": labels[train],
-        "val_x": images[val],
-        "val_y": labels[val],
-        "probe_x": images[probe],
-    }
+    return all_digits_split(probe_size, seed)
 
 
 def train_and_record(run: dict[str, Any], epochs: int, batch_size: int) -> list[dict[str, Any]]:

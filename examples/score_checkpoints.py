@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # _digits*
 sys.path.append(str(Path(__file__).resolve().parents[1]))  # rmqm_callback from a checkout, if not installed
 
 import torch
-from _digits import embed, holdout_split, knn_accuracy, load_digits_tensors
+from _digits import all_digits_split, embed, knn_accuracy
 from _digits_model import EncoderModule
 from _digits_stats import spearman
 
@@ -53,10 +53,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def accuracy_of(path: str, args: argparse.Namespace) -> float:
     """1-NN accuracy of the validation digits against the training digits of train_digits.py's split."""
-    images, labels = load_digits_tensors()
-    train, val, _ = holdout_split(len(images), args.probe_size, val_fraction=0.15, seed=args.seed)
+    data = all_digits_split(args.probe_size, args.seed)
     model = EncoderModule.load_from_checkpoint(path, map_location="cpu")
-    return knn_accuracy(embed(model, images[train]), labels[train], embed(model, images[val]), labels[val])
+    return knn_accuracy(embed(model, data["train_x"]), data["train_y"], embed(model, data["val_x"]), data["val_y"])
 
 
 def main(argv: list[str] | None = None) -> None:

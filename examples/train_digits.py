@@ -29,7 +29,7 @@ sys.path.append(str(Path(__file__).resolve().parents[1]))  # rmqm_callback from 
 import pytorch_lightning as pl
 import torch
 from _collapse_recipe import collapse_alarm, rankme_threshold_for
-from _digits import holdout_split, load_digits_tensors, quiet_lightning
+from _digits import all_digits_split, quiet_lightning
 from _digits_model import METHODS, OPTIMIZERS, EncoderModule
 from pytorch_lightning.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
@@ -121,11 +121,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def make_loaders(args: argparse.Namespace) -> tuple[DataLoader, DataLoader, torch.Tensor]:
     """Train and validation loaders of all ten digits, and the held-out probe images (labels unused)."""
-    images, labels = load_digits_tensors()
-    train, val, probe = holdout_split(len(images), args.probe_size, val_fraction=0.15, seed=args.seed)
-    train_loader = DataLoader(TensorDataset(images[train], labels[train]), batch_size=args.batch_size, shuffle=True)
-    val_loader = DataLoader(TensorDataset(images[val], labels[val]), batch_size=512)
-    return train_loader, val_loader, images[probe]
+    data = all_digits_split(args.probe_size, args.seed)
+    train_loader = DataLoader(TensorDataset(data["train_x"], data["train_y"]), batch_size=args.batch_size, shuffle=True)
+    val_loader = DataLoader(TensorDataset(data["val_x"], data["val_y"]), batch_size=512)
+    return train_loader, val_loader, data["probe_x"]
 
 
 def main(argv: list[str] | None = None) -> None:

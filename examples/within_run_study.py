@@ -40,7 +40,7 @@ sys.path.append(str(Path(__file__).resolve().parents[1]))  # rmqm_callback from 
 
 import pytorch_lightning as pl
 import torch
-from _digits import embed, holdout_split, knn_accuracy, load_digits_tensors, quiet_trainer
+from _digits import all_digits_split, embed, knn_accuracy, quiet_trainer
 from _digits_model import METHODS, EncoderModule
 from _digits_within import EpochSnapshots, jacobian_participation_ratio, representation_participation_ratio
 from _digits_within_report import write_markdown, write_plot
@@ -86,16 +86,15 @@ def all_digits_data(probe_size: int, seed: int) -> dict[str, torch.Tensor]:
 
     1-NN accuracy is of the validation digits (``test``) against the training digits (``fit``).
     """
-    images, labels = load_digits_tensors()
-    train, val, probe = holdout_split(len(images), probe_size, val_fraction=0.15, seed=seed)
+    data = all_digits_split(probe_size, seed)
     return {
-        "train_x": images[train],
-        "train_y": labels[train],
-        "probe_x": images[probe],
-        "fit_x": images[train],
-        "fit_y": labels[train],
-        "test_x": images[val],
-        "test_y": labels[val],
+        "train_x": data["train_x"],
+        "train_y": data["train_y"],
+        "probe_x": data["probe_x"],
+        "fit_x": data["train_x"],
+        "fit_y": data["train_y"],
+        "test_x": data["val_x"],
+        "test_y": data["val_y"],
     }
 
 

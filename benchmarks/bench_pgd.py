@@ -56,8 +56,8 @@ def rerun_from_scratch(model: torch.nn.Module, probe: torch.Tensor, batch_size: 
 
 def check_same_iterates(model, probe, batch_size, attack, device) -> float:
     """Max |bare last iterate - package last iterate| on the first block (must be 0)."""
-    from rmqm_callback.encoder import Encoder
-    from rmqm_callback.probe import Probe
+    from rmqm_callback.evaluation.encoder import Encoder
+    from rmqm_callback.evaluation.probe import Probe
 
     batch = next(Probe(probe[:batch_size]).blocks(batch_size)).to(device)
     *_, (last, _) = attack.iterates(batch, Encoder(model))

@@ -23,9 +23,9 @@ from _models import make_model, make_probe
 from torch import nn
 
 from rmqm_callback import RMQM, GaussianNoise, SpectralScores
-from rmqm_callback._evaluation import FullPrecision, measure
-from rmqm_callback.encoder import Encoder
-from rmqm_callback.probe import Probe
+from rmqm_callback.evaluation._stream import FullPrecision, measure
+from rmqm_callback.evaluation.encoder import Encoder
+from rmqm_callback.evaluation.probe import Probe
 
 sys.path.insert(0, str(ROOT / "examples"))
 from _digits_model import DigitsEncoder

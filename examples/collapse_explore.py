@@ -61,10 +61,10 @@ from torch.utils.data import DataLoader, TensorDataset
 from typing_extensions import override
 
 from rmqm_callback import RMQM, GaussianNoise
-from rmqm_callback._evaluation import accumulate, guest_of
-from rmqm_callback.encoder import Encoder
+from rmqm_callback.evaluation._stream import accumulate, guest_of
+from rmqm_callback.evaluation.encoder import Encoder
+from rmqm_callback.evaluation.probe import as_probe
 from rmqm_callback.functional.spectral import alpha_req, rankme
-from rmqm_callback.probe import as_probe
 
 GROUPS = ("healthy", "dims", "collapse", "control", "divergence")
 HEALTHY_LR = {"adam": 1e-3, "sgd": 0.05}

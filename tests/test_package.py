@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import rmqm_callback
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -18,7 +20,8 @@ PYPROJECT = (ROOT / "pyproject.toml").read_text()
 
 def test_version_is_the_installed_metadata_and_single_sourced():
     assert rmqm_callback.__version__ == importlib.metadata.version("rmqm_callback")
-    assert 'dynamic = ["version"]' in PYPROJECT and 'version = { attr = "rmqm_callback.__version__" }' in PYPROJECT
+    assert 'dynamic = ["version"]' in PYPROJECT
+    assert 'version = { attr = "rmqm_callback._version.__version__" }' in PYPROJECT
 
 
 def test_the_license_file_matches_pyproject():
@@ -43,3 +46,21 @@ def test_mypy_accepts_a_typed_user_script_of_the_public_api():
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(
+    ("old", "name", "new"),
+    [
+        ("rmqm_callback.callback", "RMQMCallback", "rmqm_callback.lightning.callback"),
+        ("rmqm_callback.metric", "RMQM", "rmqm_callback.metrics.rmqm"),
+        ("rmqm_callback.spectral_metric", "SpectralScores", "rmqm_callback.metrics.spectral"),
+        ("rmqm_callback.scoring", "score", "rmqm_callback.evaluation.scoring"),
+        ("rmqm_callback.probe", "Probe", "rmqm_callback.evaluation.probe"),
+        ("rmqm_callback.encoder", "Encoder", "rmqm_callback.evaluation.encoder"),
+        ("rmqm_callback.cli", "main", "rmqm_callback.checkpoints.cli"),
+    ],
+)
+def test_module_paths_of_0_2_still_import(old, name, new):
+    # a separate interpreter: nothing imported yet, as in a user's script or a LightningCLI config
+    code = f"from {old} import {name} as a; from {new} import {name} as b; assert a is b; import {old}"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

@@ -1,7 +1,10 @@
-"""Alterations: successively stronger changes of the probe inputs (white noise, PGD, your own)."""
+"""Layer 3, the alterations: successively stronger changes of the probe inputs (white noise, PGD, your own).
 
-from rmqm_callback.alterations.base import Alteration, InputAlteration
+Imports only the functional core; an alteration sees the model through ``EncoderLike`` and probes as ``ProbeBatch``.
+"""
+
+from rmqm_callback.alterations.base import Alteration, EncoderLike, InputAlteration, ProbeBatch
 from rmqm_callback.alterations.noise import GaussianNoise
 from rmqm_callback.alterations.pgd import PGD, contrastive_loss
 
-__all__ = ["PGD", "Alteration", "GaussianNoise", "InputAlteration", "contrastive_loss"]
+__all__ = ["PGD", "Alteration", "EncoderLike", "GaussianNoise", "InputAlteration", "ProbeBatch", "contrastive_loss"]

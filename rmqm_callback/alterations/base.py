@@ -15,15 +15,42 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Generator, Iterator
 from contextlib import closing
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
 
-from rmqm_callback._checks import check_int
 from rmqm_callback.alterations._ahead import idle_cores, made_ahead
-from rmqm_callback.encoder import Encoder
-from rmqm_callback.probe import ProbeBatch
+from rmqm_callback.functional._checks import check_int
+
+
+@dataclass(frozen=True)
+class ProbeBatch:
+    """Probes ``indices`` (global, int64, CPU), their ``inputs`` and ``labels`` (or ``None``)."""
+
+    indices: Tensor
+    inputs: Tensor
+    labels: Tensor | None
+
+    def to(self, device: torch.device | str) -> ProbeBatch:
+        """Move inputs and labels to ``device`` (indices stay on the CPU)."""
+        labels = None if self.labels is None else self.labels.to(device, non_blocking=True)
+        return ProbeBatch(self.indices, self.inputs.to(device, non_blocking=True), labels)
+
+
+class EncoderLike(Protocol):
+    """What an alteration sees of the model: inputs to ``(n, d)`` representations.
+
+    :class:`rmqm_callback.evaluation.encoder.Encoder` is the implementation the package passes
+    (preprocessing and the ``embed`` rule included).
+    """
+
+    def __call__(self, inputs: Tensor) -> Tensor:
+        """The ``(n, d)`` representation of ``inputs``."""
+
+    def output_and_representation(self, inputs: Tensor) -> tuple[Any, Tensor]:
+        """The model's raw output for ``inputs`` (``None`` when not known) and their representation."""
 
 
 class Alteration(ABC):
@@ -45,7 +72,7 @@ class Alteration(ABC):
         return torch.arange(self.levels, dtype=torch.float64)
 
     @abstractmethod
-    def trajectory(self, batch: ProbeBatch, encoder: Encoder, max_batch_size: int) -> Iterator[Tensor]:
+    def trajectory(self, batch: ProbeBatch, encoder: EncoderLike, max_batch_size: int) -> Iterator[Tensor]:
         """Yield the ``(n, d)`` representation of every level ``j = 0..L-1`` of ``batch``, in order.
 
         Args:
@@ -120,7 +147,7 @@ class InputAlteration(Alteration):
 
         """
 
-    def trajectory(self, batch: ProbeBatch, encoder: Encoder, max_batch_size: int) -> Iterator[Tensor]:
+    def trajectory(self, batch: ProbeBatch, encoder: EncoderLike, max_batch_size: int) -> Iterator[Tensor]:
         """Embed the levels of ``batch``, several levels per forward pass, under inference mode."""
         self.check_inputs(batch.inputs, batch.indices)
         n = batch.inputs.shape[0]

@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from rmqm_callback._checks import check_alteration_inputs, check_clip, check_int, check_number
+from rmqm_callback.alterations._inputs import check_alteration_inputs, check_clip
 from rmqm_callback.alterations.base import InputAlteration
+from rmqm_callback.functional._checks import check_int, check_number
 
 #: Noise is drawn for blocks of this many consecutive probes, one generator seed per block and level.
 NOISE_BLOCK = 16

@@ -10,11 +10,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from rmqm_callback._checks import check_alteration_inputs, check_clip, check_number
-from rmqm_callback._recorded import callable_spec, rebuild_callable
-from rmqm_callback.alterations.base import Alteration
-from rmqm_callback.encoder import Encoder
-from rmqm_callback.probe import ProbeBatch
+from rmqm_callback.alterations._inputs import check_alteration_inputs, check_clip
+from rmqm_callback.alterations._recorded import callable_spec, rebuild_callable
+from rmqm_callback.alterations.base import Alteration, EncoderLike, ProbeBatch
+from rmqm_callback.functional._checks import check_number
 
 #: ``loss(output, clean, labels) -> Tensor``: model output for the attacked inputs, the clean
 #: ``(n, d)`` representations, the probe labels (or ``None``); a scalar or per-probe losses.
@@ -69,8 +68,8 @@ class PGD(Alteration):
     Example:
         >>> import torch
         >>> from torch import nn
-        >>> from rmqm_callback.encoder import Encoder
-        >>> from rmqm_callback.probe import Probe
+        >>> from rmqm_callback.evaluation.encoder import Encoder
+        >>> from rmqm_callback.evaluation.probe import Probe
         >>> model = nn.Sequential(nn.Flatten(), nn.Linear(16, 8))
         >>> attack = PGD(levels=4, step_size=0.05, radius=0.1)
         >>> batch = next(Probe(torch.rand(6, 1, 4, 4)).blocks(6))
@@ -140,7 +139,7 @@ class PGD(Alteration):
         """Inputs must be finite, floating and, when clipping, inside ``clip``."""
         check_alteration_inputs(inputs, self.clip, "PGD", indices)
 
-    def iterates(self, batch: ProbeBatch, encoder: Encoder) -> Iterator[tuple[Tensor, Tensor]]:
+    def iterates(self, batch: ProbeBatch, encoder: EncoderLike) -> Iterator[tuple[Tensor, Tensor]]:
         """Yield ``(x_j, representation_j)`` for ``j = 0..L-1`` (both detached)."""
         self.check_inputs(batch.inputs, batch.indices)
         if self.loss is None and batch.inputs.shape[0] == 1:
@@ -166,7 +165,7 @@ class PGD(Alteration):
         yield current, final
 
     def _step(
-        self, current: Tensor, original: Tensor, clean: Tensor | None, labels: Tensor | None, encoder: Encoder
+        self, current: Tensor, original: Tensor, clean: Tensor | None, labels: Tensor | None, encoder: EncoderLike
     ) -> tuple[Tensor, Tensor]:
         """Representation of ``current`` and the next iterate (both detached)."""
         with torch.inference_mode(False), torch.enable_grad():
@@ -183,7 +182,7 @@ class PGD(Alteration):
                     step = step.clamp(*self.clip)
         return representation_value, step.detach()
 
-    def trajectory(self, batch: ProbeBatch, encoder: Encoder, max_batch_size: int) -> Iterator[Tensor]:
+    def trajectory(self, batch: ProbeBatch, encoder: EncoderLike, max_batch_size: int) -> Iterator[Tensor]:
         """Representations of the iterates; one forward and input-gradient pass per step."""
         for _, representation in self.iterates(batch, encoder):
             yield representation

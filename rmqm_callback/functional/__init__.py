@@ -1,4 +1,6 @@
-"""Functional interface: plain functions of tensors, usable without Lightning.
+"""Layer 1, the functional core: plain functions of tensors, usable without Lightning or torchmetrics.
+
+Imports nothing else of the package.
 
 ``rmqm`` computes RMQM and its components from trajectories of representations; ``rankme`` and
 ``alpha_req`` are the label-free spectral scores RMQM is compared with (and which the callback

@@ -22,7 +22,7 @@ import warnings
 import torch
 from torch import Tensor
 
-from rmqm_callback._checks import check_bool, check_convention
+from rmqm_callback.functional._checks import check_bool, check_convention
 from rmqm_callback.functional._moments import mean_and_se, moments
 
 #: Moments ``(3,)`` over probes of: each probe's mean ``do`` (D) and mean ``dp`` (D_prev), and

@@ -1,0 +1,109 @@
+"""Score a model offline: RMQM of its representation manifold on a probe, with no Trainer.
+
+:func:`score` runs the same evaluation stream as the callback (:mod:`rmqm_callback.evaluation._stream`):
+probe -> alteration -> embed -> distances -> metric, block by block.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from rmqm_callback.alterations import Alteration, GaussianNoise
+from rmqm_callback.evaluation._guest_pass import GUEST_PROBES
+from rmqm_callback.evaluation._stream import FullPrecision, check_alteration, check_set_up, measure
+from rmqm_callback.evaluation.encoder import EmbedRule, Encoder, model_device
+from rmqm_callback.evaluation.probe import as_probe, materialize
+from rmqm_callback.functional._checks import check_bool, check_convention, check_int
+from rmqm_callback.metrics.rmqm import RMQM
+
+
+def score(
+    model: nn.Module,
+    probe: Any,
+    alteration: Alteration | None = None,
+    *,
+    embed: EmbedRule = None,
+    preprocess: Callable[[Tensor], Any] | None = None,
+    batch_size: int = 256,
+    convention: str = "paper",
+    normalize: bool = True,
+    device: torch.device | str | None = None,
+) -> dict[str, Tensor]:
+    """Score ``model``'s representation manifold on ``probe`` offline: RMQM and its components.
+
+    Runs in eval mode (each submodule's mode restored afterwards, also on error), under
+    ``torch.inference_mode`` for input alterations, without touching BatchNorm statistics,
+    parameters' ``.grad`` or the global random number streams. Probes are read and embedded in
+    blocks of ``batch_size`` and trajectories are walked level by level, so memory stays flat in
+    the number of probes and levels. ``torch.compile``d modules run eagerly. The first two probes
+    go through the whole evaluation first, so that a probe the model cannot take, or an alteration
+    that cannot work, fails with a message that names it.
+
+    Args:
+        model: the encoder (not moved; its parameters' device is used unless ``device`` is given).
+        probe: a tensor of inputs, an ``(inputs, labels)`` pair, a ``Dataset`` or a ``DataLoader``
+            (not shuffled: alterations are keyed by the probe's position).
+        alteration: :class:`~rmqm_callback.alterations.GaussianNoise` (the default, the paper's
+            schedule), :class:`~rmqm_callback.alterations.PGD` or any
+            :class:`~rmqm_callback.alterations.Alteration`.
+        embed: the representation: ``None`` for the model's output (first element of a tuple),
+            a submodule name, or a callable ``(model, inputs) -> Tensor``.
+        preprocess: applied to altered inputs before the model (e.g. mean/std normalisation);
+            alterations work in the raw input range, as in the paper.
+        batch_size: probes per block, and the most inputs per forward pass.
+        convention: ``"paper"`` or ``"reference"``.
+        normalize: L2-normalise representations before measuring distances.
+        device: where probes are sent; must be where the model is. Default: the model's device.
+
+    Returns:
+        The :meth:`RMQM.compute` dictionary (``RMQM``, ``D``, ``D_RC``, ``P_RC``, standard errors,
+        probe counts).
+
+    Raises:
+        TypeError / ValueError: a bad argument, an empty probe, inputs outside the alteration's
+            contract, a probe the model fails on (its shape, dtype and device are named), an
+            alteration whose output is not like its input, or a representation the ``embed``
+            rule cannot make ``(batch, d)``.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> from rmqm_callback import GaussianNoise, score
+        >>> model = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.Tanh())
+        >>> probe = torch.rand(32, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+        >>> result = score(model, probe, GaussianNoise(levels=10), batch_size=16)
+        >>> sorted(result)[:4], int(result["num_probes"])
+        (['D', 'D_RC', 'D_RC_left_out', 'D_RC_se'], 32)
+
+    """
+    alteration = check_alteration(GaussianNoise() if alteration is None else alteration)
+    check_int("batch_size", batch_size, minimum=1)
+    check_convention(convention)
+    check_bool("normalize", normalize)
+    encoder = Encoder(model, embed=embed, preprocess=preprocess)
+    probe = as_probe(probe)
+    home = model_device(model)
+    device = home if device is None else torch.device(device)
+    if device.type != home.type or (device.index is not None and home.index not in (None, device.index)):
+        raise ValueError(f"`device`={device} is not where the model is ({home}); move the model first.")
+    precision = FullPrecision()
+    checked = materialize(probe, limit=GUEST_PROBES)
+    check_set_up(
+        "score()",
+        model,
+        encoder,
+        checked,
+        {alteration.name: alteration},
+        precision=precision,
+        device=device,
+        batch_size=batch_size,
+        convention=convention,
+        normalize=normalize,
+    )
+    metric = RMQM(convention=convention, normalize=normalize).to(device)
+    measure(metric, model, encoder, probe, alteration, precision=precision, device=device, batch_size=batch_size)
+    return metric.compute()

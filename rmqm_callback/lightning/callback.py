@@ -1,0 +1,393 @@
+"""``RMQMCallback``: RMQM of the model's representation at epoch ends, logged through Lightning."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from pytorch_lightning.utilities.rank_zero import rank_zero_warn
+from torch import Tensor
+from typing_extensions import override
+
+from rmqm_callback.alterations import Alteration, InputAlteration
+from rmqm_callback.alterations._recorded import alteration_spec, callable_spec
+from rmqm_callback.evaluation._stream import ProgressHook, check_set_up
+from rmqm_callback.evaluation.encoder import EmbedRule, Encoder, check_embed_and_preprocess
+from rmqm_callback.evaluation.probe import Probe
+from rmqm_callback.functional._checks import check_bool, check_convention, check_int
+from rmqm_callback.keys import (
+    CURVES_KEY,
+    LOGGED_QUANTITIES,
+    REFERENCE_QUANTITIES,
+    SECONDS_KEY,
+    SPECTRAL_QUANTITIES,
+    callback_key,
+    metric_key,
+)
+from rmqm_callback.lightning._checks import check_distinct_keys, check_strategy, check_trainer, named_alterations
+from rmqm_callback.lightning._held_probe import HeldProbe
+from rmqm_callback.lightning._namespaces import LightningCallback, LightningModule, Trainer
+from rmqm_callback.lightning._progress import progress_bar
+from rmqm_callback.lightning._schedule import EvaluationSchedule, check_monitors
+from rmqm_callback.lightning._synced import measure_in_run
+from rmqm_callback.lightning._tensorboard import epoch_log_step, layout, tensorboard_loggers
+from rmqm_callback.metrics._plotting import matplotlib_available, plot_curves
+from rmqm_callback.metrics.rmqm import RMQM
+from rmqm_callback.metrics.spectral import SpectralScores
+
+
+class RMQMCallback(LightningCallback):
+    r"""Measure the representation manifold's quality (RMQM) at epoch ends, with no labels.
+
+    A ``Callback`` of ``pytorch_lightning`` and of ``lightning.pytorch``: one instance works with
+    either ``Trainer`` and with either ``LightningCLI``. At the end of validation in every epoch
+    ``e`` with ``(e + 1) % every_n_epochs == 0`` (at the end of the training epoch when the run
+    does not validate or its validation set is empty; never during the sanity check; every epoch
+    under ``fast_dev_run``), and at the end of ``trainer.validate()``, the callback alters a fixed
+    probe set with each alteration, embeds every level on ``pl_module.device`` in eval mode, and
+    logs through ``pl_module.log``, so every logger, ``trainer.callback_metrics``,
+    ``EarlyStopping`` and ``ModelCheckpoint`` see ``{prefix}/{name}/RMQM``, ``/D``, ``/D_RC``,
+    ``/P_RC``, the shares of probes left out (``/left_out/D_RC``, ``/left_out/P_RC``,
+    ``/left_out/non_finite``), the standard errors (``/se/D``...) and ``/seconds``; and, once per
+    callback, the collapse signals ``{prefix}/RankMe`` and ``{prefix}/alpha_ReQ`` of the clean
+    probe (see :mod:`rmqm_callback.keys`). With a ``TensorBoardLogger`` and matplotlib, the
+    per-level curves are added as a figure.
+
+    It is a guest in the run: weights, ``.grad``, BatchNorm statistics, train/eval modes,
+    optimizer state, compiled graphs and the global random streams are left as they were
+    (``torch.compile``d modules run eagerly during the evaluation). Under DDP each process scores
+    a disjoint shard of the probe and the metrics are synced, so every process logs the
+    single-process value.
+
+    Args:
+        probe: a tensor, an ``(inputs, labels)`` pair, a ``Dataset``, a ``DataLoader``, or an int
+            ``n``: the first ``n`` samples of the validation data (the training data when the
+            evaluations follow the training epochs), in dataset order, taken at the start of
+            every ``fit`` (and of ``validate``). The probe is kept fixed for the run.
+        alterations: one :class:`~rmqm_callback.Alteration`, a list, or a ``{name: alteration}``
+            dict; default :class:`~rmqm_callback.GaussianNoise` (logged as ``noise``).
+        every_n_epochs: evaluate every n epochs.
+        embed: the representation: ``None`` (model output), a submodule name, or
+            ``callable(model, inputs)``.
+        preprocess: a callable applied to altered inputs before the model (e.g. mean/std
+            normalisation), or ``None``.
+        batch_size: probes per block and most inputs per forward pass.
+        convention: ``"paper"`` or ``"reference"``.
+        normalize: L2-normalise representations before measuring distances.
+        prefix: first part of every logged key.
+        log_curves: add the curve figure to TensorBoard loggers (needs matplotlib: the ``plot`` extra).
+        progress: show a progress bar on process 0; ``None`` follows the trainer's progress bar.
+        spectral: log RankMe and alpha-ReQ of the clean probe (from the level-0 representations
+            of the first alteration: no extra forward pass).
+        checkpoint_probe_mib: the most MiB of probe stored in each checkpoint. A larger probe is
+            stored as what rebuilds and verifies it (an int probe: its dataset indices; every
+            probe: a fingerprint), and rebuilt from the data on resume.
+
+    Raises:
+        TypeError / ValueError: a bad argument; the message names it. At the start of ``fit``,
+            before training: a probe the model fails on, outside an alteration's input contract,
+            or an alteration whose output is not like its input (one guest trajectory of two
+            probes through every alteration), a model output the ``embed`` rule cannot make
+            ``(batch, d)``, a sharded strategy, ``Trainer(barebones=True)``, another
+            ``RMQMCallback`` logging the same keys, or a monitor that would miss RMQM's epochs.
+
+    Example::
+
+        from pytorch_lightning import Trainer
+        from pytorch_lightning.callbacks import ModelCheckpoint
+        from rmqm_callback import RMQMCallback
+
+        trainer = Trainer(callbacks=[
+            RMQMCallback(probe=512),
+            ModelCheckpoint(monitor="rmqm/noise/RMQM", mode="max", save_top_k=-1),
+        ])
+
+    """
+
+    def __init__(
+        self,
+        probe: Any,
+        alterations: Alteration | list[Alteration] | Mapping[str, Alteration] | None = None,
+        *,
+        every_n_epochs: int = 1,
+        embed: EmbedRule = None,
+        preprocess: Callable[[Tensor], Any] | None = None,
+        batch_size: int = 256,
+        convention: str = "paper",
+        normalize: bool = True,
+        prefix: str = "rmqm",
+        log_curves: bool = True,
+        progress: bool | None = None,
+        spectral: bool = True,
+        checkpoint_probe_mib: float = 16.0,
+    ) -> None:
+        self._held = HeldProbe(probe, checkpoint_probe_mib)
+        self.alterations = named_alterations(alterations)
+        self.every_n_epochs = check_int("every_n_epochs", every_n_epochs, minimum=1)
+        check_embed_and_preprocess(embed, preprocess)
+        self.embed = embed
+        self.preprocess = preprocess
+        self.batch_size = check_int("batch_size", batch_size, minimum=1)
+        self.convention = check_convention(convention)
+        self.normalize = check_bool("normalize", normalize)
+        if not isinstance(prefix, str) or not prefix:
+            raise ValueError(f"`prefix` must be a non-empty string, got {prefix!r}.")
+        self.prefix = prefix
+        self.log_curves = check_bool("log_curves", log_curves)
+        if progress is not None:
+            check_bool("progress", progress)
+        self.progress = progress
+        self.spectral = check_bool("spectral", spectral)
+        self.checkpoint_probe_mib = self._held.budget_mib
+        self.last_results: dict[str, dict[str, float]] = {}
+        self.last_spectral: dict[str, float] = {}
+        self._metrics = {name: RMQM(convention=convention, normalize=normalize) for name in self.alterations}
+        self._spectrum = SpectralScores() if spectral else None
+        self._evaluated_epoch: int | None = None
+        self._schedule: EvaluationSchedule | None = None  # when the running fit evaluates (from on_train_start)
+        self._precision: str | None = None
+        self._said: set[str] = set()  # one-time messages already given
+
+    @property
+    def logged_keys(self) -> set[str]:
+        """Every scalar key this callback logs (the monitors' keys are checked against them)."""
+        quantities = LOGGED_QUANTITIES + (REFERENCE_QUANTITIES if self.convention == "reference" else ())
+        keys = {metric_key(self.prefix, name, q) for name in self.alterations for q in (*quantities, SECONDS_KEY)}
+        if self.spectral:
+            keys |= {callback_key(self.prefix, quantity) for quantity in SPECTRAL_QUANTITIES}
+        return keys
+
+    @property
+    def key_prefixes(self) -> set[str]:
+        """The start of every key this callback logs: ``{prefix}/{name}`` per alteration, and the spectral keys."""
+        keys = {f"{self.prefix}/{name}" for name in self.alterations}
+        if self.spectral:
+            keys |= {callback_key(self.prefix, quantity) for quantity in SPECTRAL_QUANTITIES}
+        return keys
+
+    @property
+    @override
+    def state_key(self) -> str:
+        return self._generate_state_key(prefix=self.prefix, alterations=self._settings()["alterations"])
+
+    def _settings(self) -> dict[str, Any]:
+        """The configuration saved in checkpoints (and compared on resume, see :meth:`_comparable`)."""
+        return {
+            "alterations": {name: repr(alt) for name, alt in self.alterations.items()},
+            "every_n_epochs": self.every_n_epochs,
+            "batch_size": self.batch_size,
+            "convention": self.convention,
+            "normalize": self.normalize,
+            "prefix": self.prefix,
+        }
+
+    def _recorded(self) -> dict[str, Any]:
+        """What ``rmqm score`` needs to evaluate as this callback did (:mod:`rmqm_callback.alterations._recorded`)."""
+        return {
+            "alterations": {name: alteration_spec(alteration) for name, alteration in self.alterations.items()},
+            "embed": callable_spec(self.embed),
+            "preprocess": callable_spec(self.preprocess),
+            "batch_size": self.batch_size,
+            "convention": self.convention,
+            "normalize": self.normalize,
+            "prefix": self.prefix,
+            "precision": self._precision,
+        }
+
+    def _comparable(self, settings: dict[str, Any]) -> dict[str, Any]:
+        """The settings that change the logged values: not ``every_n_epochs``; ``batch_size`` only for PGD."""
+        batch_matters = not all(isinstance(alteration, InputAlteration) for alteration in self.alterations.values())
+        ignored = {"every_n_epochs"} | (set() if batch_matters else {"batch_size"})
+        return {key: value for key, value in settings.items() if key not in ignored}
+
+    def _encoder(self, pl_module: LightningModule) -> Encoder:
+        return Encoder(pl_module, embed=self.embed, preprocess=self.preprocess)
+
+    @override
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if stage not in ("fit", "validate"):
+            return
+        check_trainer(trainer)
+        check_strategy(trainer.strategy)
+        check_distinct_keys(getattr(trainer, "callbacks", []), self, self.key_prefixes)
+        self._encoder(pl_module)  # a wrong submodule name fails now
+        self._said.discard("layout")  # each run's TensorBoard logger gets the layout
+        self._schedule = None
+        if stage == "fit":
+            self._evaluated_epoch = None
+            self._held.start_fit()
+
+    @override
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # after a checkpoint restore (which brings its own probe) and after the training data loaded
+        schedule = self._schedule = EvaluationSchedule.of(trainer, self.every_n_epochs)
+        check_monitors(trainer, schedule, self.logged_keys, self.prefix)
+        self._precision = str(trainer.precision)
+        self._prepare_probe(trainer, pl_module, schedule.source)
+
+    @override
+    def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.state.fn != "validate":
+            return
+        ckpt_path = trainer.ckpt_path
+        if ckpt_path is not None:  # Lightning restores callbacks only in fit: score the checkpoint's probe
+            states = trainer.strategy.load_checkpoint(ckpt_path).get("callbacks", {})  # tensors stay on the CPU
+            state = states.get(self.state_key)
+            if state is not None:
+                self.load_state_dict(state)
+            elif any(str(key).startswith("RMQMCallback") for key in states):
+                rank_zero_warn(
+                    f"RMQMCallback: {ckpt_path} holds the state of RMQMCallbacks with other alterations or prefix, not"
+                    f" of this one ({self.state_key}): its probe is not used, this callback's is."
+                )
+        self._prepare_probe(trainer, pl_module, "validation")
+
+    def _prepare_probe(self, trainer: Trainer, pl_module: LightningModule, source: str) -> None:
+        """Take (or read) the probe, and send its first two probes through a whole evaluation."""
+        check_set_up(
+            "RMQMCallback",
+            pl_module,
+            self._encoder(pl_module),
+            self._held.take(trainer, source),
+            self.alterations,
+            precision=trainer.precision_plugin,
+            device=pl_module.device,
+            batch_size=self.batch_size,
+            convention=self.convention,
+            normalize=self.normalize,
+        )
+
+    @override
+    def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self._due(trainer):
+            self._evaluate(trainer, pl_module)
+
+    @override
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # (validation at the epoch's end has already run): the schedule follows the training epochs
+        # (no validation, or an empty validation set), or a due validation had no batches after all
+        schedule = self._schedule
+        if schedule is None or self._evaluated_epoch == trainer.current_epoch:
+            return
+        epoch = trainer.current_epoch
+        if (not schedule.at_validation and schedule.evaluates(epoch)) or (
+            schedule.at_validation and schedule.validates(epoch) and self._due(trainer)
+        ):
+            self._evaluate(trainer, pl_module)
+
+    def _due(self, trainer: Trainer) -> bool:
+        if trainer.sanity_checking:
+            return False
+        if trainer.state.fn == "validate":
+            return True
+        schedule = self._schedule
+        every_n_epochs = schedule.every_n_epochs if schedule is not None else self.every_n_epochs
+        return trainer.state.fn == "fit" and (trainer.current_epoch + 1) % every_n_epochs == 0
+
+    @property
+    def probe_size(self) -> int | None:
+        """The ``n`` of an int probe (``probe=n``), else ``None``."""
+        return self._held.size
+
+    @property
+    def _probe(self) -> Probe | None:
+        """The probe in memory (``None`` for an int probe before it is taken)."""
+        return self._held.probe
+
+    def _probe_for(self, trainer: Trainer) -> Probe:
+        probe = self._held.probe
+        if probe is None:
+            raise RuntimeError("RMQMCallback evaluated before its probe was taken (on_train_start did not run).")
+        if getattr(trainer, "fast_dev_run", False):
+            labels = None if probe.labels is None else probe.labels[: self.batch_size]
+            return Probe(probe.inputs[: self.batch_size], labels)
+        return probe
+
+    def _evaluate(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._evaluated_epoch = trainer.current_epoch
+        probe = self._probe_for(trainer)
+        probe = Probe(trainer.precision_plugin.convert_input(probe.inputs), probe.labels)
+        encoder = self._encoder(pl_module)
+        tensorboards = tensorboard_loggers(trainer)
+        draw = self.log_curves and bool(tensorboards) and self._can_draw()
+        step = epoch_log_step(trainer)
+        spectrum = None if self._spectrum is None else self._spectrum.to(pl_module.device)
+        if spectrum is not None:
+            spectrum.reset()  # nothing left over from an evaluation an error interrupted
+        for name, alteration in self.alterations.items():
+            clean = spectrum if name == next(iter(self.alterations)) else None
+            values, curves, self.last_results[name] = measure_in_run(
+                trainer,
+                pl_module,
+                self._metrics[name],
+                probe,
+                encoder,
+                name,
+                alteration,
+                batch_size=self.batch_size,
+                reference=self.convention == "reference",
+                with_curves=draw,
+                clean=clean,
+                progress=self._progress_bar(trainer, name),
+            )
+            self._log(pl_module, name, values)
+            if curves is not None and trainer.is_global_zero:
+                label = f"epoch {trainer.current_epoch}"
+                figure, _ = plot_curves(curves, strengths=alteration.strengths(), label=label)
+                for logger in tensorboards:
+                    logger.experiment.add_figure(metric_key(self.prefix, name, CURVES_KEY), figure, global_step=step)
+        if spectrum is not None:
+            scores = spectrum.compute()  # collective under DDP: every process calls it
+            spectrum.reset()
+            for quantity, value in scores.items():
+                self._log_value(pl_module, callback_key(self.prefix, quantity), value)
+            self.last_spectral = {quantity: float(value) for quantity, value in scores.items()}
+        if trainer.is_global_zero and "layout" not in self._said:
+            self._said.add("layout")
+            for logger in tensorboards:
+                reference = self.convention == "reference"
+                logger.experiment.add_custom_scalars(layout(self.prefix, self.alterations, self.spectral, reference))
+
+    def _can_draw(self) -> bool:
+        if matplotlib_available():
+            return True
+        if "matplotlib" not in self._said:
+            self._said.add("matplotlib")
+            rank_zero_warn(
+                "RMQMCallback(log_curves=True) draws the per-level curves for TensorBoard with matplotlib, which is"
+                " not installed: the scalars are logged, the figure is not. Install it with"
+                " `pip install rmqm_callback[plot]` (or `pip install matplotlib`), or pass log_curves=False."
+            )
+        return False
+
+    def _log_value(self, pl_module: LightningModule, key: str, value: Tensor) -> None:
+        # every process holds the same synced value: "max" syncs it exactly and without a warning
+        pl_module.log(key, value, on_step=False, on_epoch=True, sync_dist=True, reduce_fx="max")
+
+    def _log(self, pl_module: LightningModule, name: str, values: dict[str, Tensor]) -> None:
+        for quantity, value in values.items():
+            self._log_value(pl_module, metric_key(self.prefix, name, quantity), value)
+
+    def _progress_bar(self, trainer: Trainer, name: str) -> ProgressHook | None:
+        wanted = trainer.progress_bar_callback is not None if self.progress is None else self.progress
+        return progress_bar(f"RMQM {name}") if wanted and trainer.is_global_zero else None
+
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "probe": self._held.state(),
+            "settings": self._settings(),
+            "recorded": self._recorded(),
+            "last_results": dict(self.last_results),
+        }
+
+    @override
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._held.restore(state_dict)
+        self.last_results = dict(state_dict.get("last_results", {}))
+        saved = state_dict.get("settings")
+        if saved is not None and self._comparable(saved) != self._comparable(self._settings()):
+            rank_zero_warn(
+                f"RMQMCallback: the checkpoint was saved with settings {saved}, this callback has"
+                f" {self._settings()}; the values logged after resuming are not comparable with the earlier ones."
+            )

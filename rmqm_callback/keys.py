@@ -9,7 +9,7 @@ The names are chosen so that TensorBoard, which sorts the charts of a group (``r
 shows the collapse signals first, then each alteration's ``D``, ``D_RC``, ``P_RC`` and ``RMQM``,
 then the left-out shares, and the standard errors and seconds last.
 
-Example:
+Examples:
     >>> metric_key("rmqm", "noise", RMQM_KEY)
     'rmqm/noise/RMQM'
     >>> metric_key("rmqm", "noise", se_key(D_RC_KEY))

@@ -1,9 +1,10 @@
 """The ``rmqm`` command: ``rmqm score PATH... --module MODULE:CLASS`` ranks checkpoints by RMQM.
 
-Example::
-
+Examples:
+    ```bash
     rmqm score lightning_logs/version_0/checkpoints --module my_project.models:Encoder
     python -m rmqm_callback score run.ckpt --module my_project.models:Encoder --json
+    ```
 """
 
 from __future__ import annotations

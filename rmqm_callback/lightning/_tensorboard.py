@@ -48,7 +48,7 @@ def layout(
 ) -> dict[str, dict[str, list[Any]]]:
     """The Custom Scalars layout: ``{category: {chart: ["Multiline", [tag regexes]]}}``, headline first.
 
-    Example:
+    Examples:
         >>> sorted(layout("rmqm", ["noise"], spectral=True)["rmqm: RMQM and collapse signals"])
         ['RMQM', 'RankMe', 'alpha-ReQ', 'left out (share of probes)']
 

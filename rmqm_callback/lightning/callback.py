@@ -91,8 +91,8 @@ class RMQMCallback(LightningCallback):
             ``(batch, d)``, a sharded strategy, ``Trainer(barebones=True)``, another
             ``RMQMCallback`` logging the same keys, or a monitor that would miss RMQM's epochs.
 
-    Example::
-
+    Examples:
+        ```python
         from pytorch_lightning import Trainer
         from pytorch_lightning.callbacks import ModelCheckpoint
         from rmqm_callback import RMQMCallback
@@ -101,6 +101,7 @@ class RMQMCallback(LightningCallback):
             RMQMCallback(probe=512),
             ModelCheckpoint(monitor="rmqm/noise/RMQM", mode="max", save_top_k=-1),
         ])
+        ```
 
     """
 

@@ -31,7 +31,7 @@ class SpectralScores(KeepsStateDtype):
     representations, the zero matrix, fewer than 2 nonzero eigenvalues for alpha-ReQ) instead of
     raising, so that a collapsed run can be logged and stopped on.
 
-    Example:
+    Examples:
         >>> import torch
         >>> scores = SpectralScores()
         >>> representations = torch.randn(30, 8, generator=torch.Generator().manual_seed(0))

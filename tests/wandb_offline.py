@@ -72,12 +72,18 @@ class OfflineRun:
     history: list[dict[str, Any]] = field(default_factory=list)
     #: ``define_metric`` by metric name (or glob, for glob definitions), the last one of each
     metrics: dict[str, Any] = field(default_factory=dict)
+    #: for each definition in ``metrics``, how many history rows came before it
+    defined_after_rows: dict[str, int] = field(default_factory=dict)
     #: whether the log holds the run's exit record (written when the run finished)
     exited: bool = False
 
     def rows_with(self, key: str) -> list[dict[str, Any]]:
         """The history rows that hold ``key``, in order."""
         return [row for row in self.history if key in row]
+
+    def first_row_with(self, key: str) -> int:
+        """The index in ``history`` of the first row that holds ``key``."""
+        return next(index for index, row in enumerate(self.history) if key in row)
 
     def file(self, path: str) -> Path:
         """A file the run logged, by its run-relative path (a media file's ``path``)."""
@@ -119,7 +125,9 @@ def read_offline_run(save_dir: Path) -> OfflineRun:
         if kind == "history":
             run.history.append(_row(record.history.item))
         elif kind == "metric":
-            run.metrics[record.metric.name or record.metric.glob_name] = record.metric
+            name = record.metric.name or record.metric.glob_name
+            run.metrics[name] = record.metric
+            run.defined_after_rows[name] = len(run.history)
         run.exited = run.exited or kind == "exit"
     if not run.exited:
         raise AssertionError(f"{logs[0]} holds no exit record: the run is not finished, or its log is cut short")

@@ -68,12 +68,14 @@ def test_a_wandb_run_has_the_tensorboard_values_per_epoch_and_the_curves_images(
         assert [row[key] for row in rows] == pytest.approx([event.value for event in events.Scalars(key)], rel=1e-6)
         assert [row["trainer/global_step"] for row in rows] == [event.step for event in events.Scalars(key)]
         assert [row["epoch"] for row in rows] == [0, 1]
-        # charted against the epoch, not WandbLogger's trainer/global_step
+        # charted against the epoch, not WandbLogger's trainer/global_step: defined before its first value
         assert run.metrics[key].step_metric == "epoch", key
+        assert run.defined_after_rows[key] <= run.first_row_with(key)
     assert run.metrics["*"].step_metric == "trainer/global_step"  # Lightning's default for every other key
 
     images = run.rows_with(CURVES)
     assert run.metrics[CURVES].step_metric == "epoch"
+    assert run.defined_after_rows[CURVES] <= run.first_row_with(CURVES)
     assert [row["epoch"] for row in images] == [0, 1]
     assert [row["trainer/global_step"] for row in images] == [event.step for event in events.Images(CURVES)]
     for row, figure in zip(images, events.Images(CURVES)):

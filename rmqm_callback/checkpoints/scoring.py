@@ -19,13 +19,19 @@ from typing import Any
 import torch
 from torch import nn
 
-from rmqm_callback.evaluation._stream import check_set_up, guest_of, measure
-from rmqm_callback.lightning._probe_state import fingerprint, record_from_state, stored_probe
-from rmqm_callback.alterations._recorded import UNRECORDED, alteration_spec, rebuild_alteration, rebuild_callable, resolve
 from rmqm_callback.alterations import GaussianNoise
+from rmqm_callback.alterations._recorded import (
+    UNRECORDED,
+    alteration_spec,
+    rebuild_alteration,
+    rebuild_callable,
+    resolve,
+)
+from rmqm_callback.evaluation._stream import check_set_up, guest_of, measure
 from rmqm_callback.evaluation.encoder import Encoder
-from rmqm_callback.metrics.rmqm import RMQM
 from rmqm_callback.evaluation.probe import Probe
+from rmqm_callback.lightning._probe_state import fingerprint, record_from_state, stored_probe
+from rmqm_callback.metrics.rmqm import RMQM
 
 #: The result keys each row carries, besides where it comes from.
 RESULT_KEYS = ("RMQM", "D", "D_RC", "P_RC", "D_se", "D_RC_se", "P_RC_se", "num_probes")

@@ -26,11 +26,11 @@ from rmqm_callback.keys import (
 )
 from rmqm_callback.lightning._checks import check_distinct_keys, check_strategy, check_trainer, named_alterations
 from rmqm_callback.lightning._held_probe import HeldProbe
+from rmqm_callback.lightning._loggers import Charts, add_figure, epoch_log_step, figure_loggers, lay_out
 from rmqm_callback.lightning._namespaces import LightningCallback, LightningModule, Trainer
 from rmqm_callback.lightning._progress import progress_bar
 from rmqm_callback.lightning._schedule import EvaluationSchedule, check_monitors
 from rmqm_callback.lightning._synced import measure_in_run
-from rmqm_callback.lightning._tensorboard import epoch_log_step, layout, tensorboard_loggers
 from rmqm_callback.metrics._plotting import matplotlib_available, plot_curves
 from rmqm_callback.metrics.rmqm import RMQM
 from rmqm_callback.metrics.spectral import SpectralScores
@@ -50,8 +50,8 @@ class RMQMCallback(LightningCallback):
     ``/P_RC``, the shares of probes left out (``/left_out/D_RC``, ``/left_out/P_RC``,
     ``/left_out/non_finite``), the standard errors (``/se/D``...) and ``/seconds``; and, once per
     callback, the collapse signals ``{prefix}/RankMe`` and ``{prefix}/alpha_ReQ`` of the clean
-    probe (see :mod:`rmqm_callback.keys`). With a ``TensorBoardLogger`` and matplotlib, the
-    per-level curves are added as a figure.
+    probe (see :mod:`rmqm_callback.keys`). With matplotlib, a ``TensorBoardLogger``, ``WandbLogger``
+    or ``MLFlowLogger`` also gets the per-level curves as a figure (see ``docs/loggers.md``).
 
     It is a guest in the run: weights, ``.grad``, BatchNorm statistics, train/eval modes,
     optimizer state, compiled graphs and the global random streams are left as they were
@@ -75,7 +75,7 @@ class RMQMCallback(LightningCallback):
         convention: ``"paper"`` or ``"reference"``.
         normalize: L2-normalise representations before measuring distances.
         prefix: first part of every logged key.
-        log_curves: add the curve figure to TensorBoard loggers (needs matplotlib: the ``plot`` extra).
+        log_curves: add the curves figure to TensorBoard, W&B and MLflow loggers (needs matplotlib: the ``plot`` extra).
         progress: show a progress bar on process 0; ``None`` follows the trainer's progress bar.
         spectral: log RankMe and alpha-ReQ of the clean probe (from the level-0 representations
             of the first alteration: no extra forward pass).
@@ -212,7 +212,7 @@ class RMQMCallback(LightningCallback):
         check_strategy(trainer.strategy)
         check_distinct_keys(getattr(trainer, "callbacks", []), self, self.key_prefixes)
         self._encoder(pl_module)  # a wrong submodule name fails now
-        self._said.discard("layout")  # each run's TensorBoard logger gets the layout
+        self._said.discard("layout")  # each run's loggers get the layout
         self._schedule = None
         if stage == "fit":
             self._evaluated_epoch = None
@@ -309,9 +309,13 @@ class RMQMCallback(LightningCallback):
         probe = self._probe_for(trainer)
         probe = Probe(trainer.precision_plugin.convert_input(probe.inputs), probe.labels)
         encoder = self._encoder(pl_module)
-        tensorboards = tensorboard_loggers(trainer)
-        draw = self.log_curves and bool(tensorboards) and self._can_draw()
+        draw = self.log_curves and bool(figure_loggers(trainer)) and self._can_draw()
         step = epoch_log_step(trainer)
+        if trainer.is_global_zero and "layout" not in self._said:  # before the first values reach the loggers
+            self._said.add("layout")
+            reference = self.convention == "reference"
+            charts = Charts(self.prefix, tuple(self.alterations), self.spectral, reference, frozenset(self.logged_keys))
+            lay_out(trainer, charts)
         spectrum = None if self._spectrum is None else self._spectrum.to(pl_module.device)
         if spectrum is not None:
             spectrum.reset()  # nothing left over from an evaluation an error interrupted
@@ -335,19 +339,14 @@ class RMQMCallback(LightningCallback):
             if curves is not None and trainer.is_global_zero:
                 label = f"epoch {trainer.current_epoch}"
                 figure, _ = plot_curves(curves, strengths=alteration.strengths(), label=label)
-                for logger in tensorboards:
-                    logger.experiment.add_figure(metric_key(self.prefix, name, CURVES_KEY), figure, global_step=step)
+                key = metric_key(self.prefix, name, CURVES_KEY)
+                add_figure(trainer, key, figure, epoch=trainer.current_epoch, step=step)
         if spectrum is not None:
             scores = spectrum.compute()  # collective under DDP: every process calls it
             spectrum.reset()
             for quantity, value in scores.items():
                 self._log_value(pl_module, callback_key(self.prefix, quantity), value)
             self.last_spectral = {quantity: float(value) for quantity, value in scores.items()}
-        if trainer.is_global_zero and "layout" not in self._said:
-            self._said.add("layout")
-            for logger in tensorboards:
-                reference = self.convention == "reference"
-                logger.experiment.add_custom_scalars(layout(self.prefix, self.alterations, self.spectral, reference))
 
     def _can_draw(self) -> bool:
         if matplotlib_available():
@@ -355,7 +354,7 @@ class RMQMCallback(LightningCallback):
         if "matplotlib" not in self._said:
             self._said.add("matplotlib")
             rank_zero_warn(
-                "RMQMCallback(log_curves=True) draws the per-level curves for TensorBoard with matplotlib, which is"
+                "RMQMCallback(log_curves=True) draws the per-level curves for your logger with matplotlib, which is"
                 " not installed: the scalars are logged, the figure is not. Install it with"
                 " `pip install rmqm_callback[plot]` (or `pip install matplotlib`), or pass log_curves=False."
             )

@@ -36,7 +36,7 @@ FEWER_LEVELS = (
 def evaluated_probes(num_probes: int | None, batch_size: int, world_size: int) -> int | None:
     """The probes the busiest process scores: blocks of ``batch_size`` dealt round-robin to ``world_size``.
 
-    Example:
+    Examples:
         >>> evaluated_probes(1000, 256, 1), evaluated_probes(1000, 256, 2), evaluated_probes(None, 256, 1)
         (1000, 512, None)
 
@@ -69,7 +69,7 @@ class Forecast:
         trajectory_seconds: ``{name: seconds}`` of each alteration's guest trajectory.
         guest_seconds: seconds of the whole guest pass.
 
-    Example:
+    Examples:
         >>> forecast = Forecast(guest_probes=2, num_probes=512, trajectory_seconds={"noise": 0.05})
         >>> round(forecast.evaluation_seconds(), 6)
         12.8
@@ -110,7 +110,7 @@ class GuestClock:
         limit_s: the most seconds the whole guest pass may take.
         fix: what to change, for the message.
 
-    Example:
+    Examples:
         >>> clock = GuestClock("score()", Forecast(2, 64), limit_s=60.0)
         >>> with clock.stage("the trajectory of alterations['noise']", total=100) as tick:
         ...     tick(50)

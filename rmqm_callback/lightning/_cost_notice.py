@@ -25,7 +25,7 @@ class CostNotice:
 
     Times are ``time.perf_counter()`` readings (taken now where not given).
 
-    Example:
+    Examples:
         >>> notice = CostNotice()
         >>> notice.start_fit()
         >>> notice.epoch_started(at=100.0)

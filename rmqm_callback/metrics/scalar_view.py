@@ -36,7 +36,7 @@ class ScalarView(WrapperMetric):
         TypeError: ``metric`` is not a ``torchmetrics.Metric``.
         ValueError: ``quantity`` is not one that ``metric`` computes.
 
-    Example:
+    Examples:
         >>> import torch
         >>> from torchmetrics.wrappers import MetricTracker
         >>> from rmqm_callback import RMQM

@@ -97,7 +97,33 @@ def test_an_alterations_own_error_is_the_alterations():
         score(mlp(), probe_inputs(8), BrokenAlteration(levels=4), batch_size=8)
     message = str(raised.value)
     assert message.startswith("alterations['broken'] = BrokenAlteration(levels=4): alter(inputs, indices,")
-    assert "level=2) failed on inputs of shape (2, 1, 4, 4)" in message and "model" not in message
+    assert "level=2) failed on inputs of shape (2, 1, 4, 4)" in message
+    assert "model" not in message and "labels" not in message
+    assert isinstance(raised.value.__cause__, IndexError)
+
+
+class FailsInTrajectory(InputAlteration):
+    """Passes the check of its outputs (its first ``levels`` calls), then raises in the trajectory."""
+
+    name = "late"
+
+    def __init__(self) -> None:
+        super().__init__(levels=4)
+        self.calls = 0
+
+    def alter(self, inputs, indices, level):
+        self.calls += 1
+        if self.calls > self.levels:
+            raise IndexError("the alteration's own bug, in the trajectory")
+        return inputs
+
+
+def test_an_input_alterations_error_in_the_trajectory_gets_no_labels_hint():
+    with pytest.raises(ValueError) as raised:
+        score(mlp(), probe_inputs(8), FailsInTrajectory(), batch_size=8)
+    message = str(raised.value)
+    assert message.startswith("score(): alterations['late'] = FailsInTrajectory(levels=4) failed on a guest trajectory")
+    assert "model" not in message and "labels" not in message  # alter() sees no labels
     assert isinstance(raised.value.__cause__, IndexError)
 
 

@@ -50,9 +50,17 @@ FEATURES = 16
 CLASSES = 4
 
 
-def alterations() -> list:
-    """The alterations the callback evaluates (logged as ``noise`` and ``pgd``)."""
-    return [GaussianNoise(levels=8), PGD(levels=4)]
+def lone_probe_loss(output: torch.Tensor, clean: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+    """A PGD loss of each probe alone (the default contrastive loss needs 2 probes per batch)."""
+    return output.square().sum()
+
+
+def alterations(case: str = "odd") -> list:
+    """The alterations the callback evaluates (logged as ``noise`` and ``pgd``).
+
+    The one-probe case gives PGD a loss of one probe: the default loss refuses a batch of one.
+    """
+    return [GaussianNoise(levels=8), PGD(levels=4, loss=lone_probe_loss if case == "one" else None)]
 
 
 def make_data(count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -142,7 +150,7 @@ def main(out_dir: str, case: str, devices: int = 2, namespace: str = "pytorch_li
     torch.set_num_threads(1)
     pl.seed_everything(0, verbose=False)
     model = module_class()
-    callback = RMQMCallback(probe_for(case), alterations(), batch_size=BATCH_SIZE)
+    callback = RMQMCallback(probe_for(case), alterations(case), batch_size=BATCH_SIZE)
     trainer = lightning.Trainer(
         strategy="ddp" if devices > 1 else "auto",
         accelerator="cpu",

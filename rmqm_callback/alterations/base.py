@@ -71,6 +71,15 @@ class Alteration(ABC):
         """Alteration strength of each level ``j = 0..L-1`` (the x axis of the curves)."""
         return torch.arange(self.levels, dtype=torch.float64)
 
+    @property
+    def min_probes_per_batch(self) -> int:
+        """The fewest probes a batch must hold for this alteration to work (1; PGD's default loss: 2).
+
+        The evaluation scores blocks of ``batch_size`` consecutive probes; a set-up with a smaller
+        batch (a last block of ``N % batch_size`` probes) is refused before anything runs.
+        """
+        return 1
+
     @abstractmethod
     def trajectory(self, batch: ProbeBatch, encoder: EncoderLike, max_batch_size: int) -> Iterator[Tensor]:
         """Yield the ``(n, d)`` representation of every level ``j = 0..L-1`` of ``batch``, in order.

@@ -45,8 +45,9 @@ class PGD(Alteration):
     and the clean representations of the probes in the same batch, so the first gradient is not 0.
     The result therefore depends on which probes share a batch: ``score`` and the callback batch
     probes ``[kB, (k+1)B)`` for ``batch_size`` B whatever the number of processes, so keep
-    ``batch_size`` fixed when comparing, and avoid batches of a single probe (which the default
-    loss cannot move; a warning says so). A ``loss`` callable ``loss(output, clean, labels)`` gets
+    ``batch_size`` fixed when comparing. A batch of a single probe, which the default loss cannot
+    move, is refused before anything runs (:attr:`min_probes_per_batch`), and warned of where a
+    probe's length is not known beforehand. A ``loss`` callable ``loss(output, clean, labels)`` gets
     the model's output for the attacked inputs, the clean representations and the probe labels
     (``None`` when the probe has none), for example cross-entropy for a supervised model.
 
@@ -99,6 +100,11 @@ class PGD(Alteration):
             raise TypeError(f"`loss` must be None or a callable (output, clean, labels), got {loss!r}.")
         self.loss = loss
         self.temperature = check_number("temperature", temperature, positive=True)
+
+    @property
+    def min_probes_per_batch(self) -> int:
+        """2 for the default contrastive loss (a probe alone has no other to be pushed from), else 1."""
+        return 2 if self.loss is None else 1
 
     def _settings(self) -> dict[str, object]:
         if self.loss is None:

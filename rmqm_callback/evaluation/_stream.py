@@ -14,14 +14,17 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import torch
 from torch import Tensor, nn
 
 from rmqm_callback.alterations import Alteration, InputAlteration
+from rmqm_callback.alterations.base import EncoderLike
+from rmqm_callback.evaluation._guest_clock import GUEST_PASS_LIMIT_S, Forecast, evaluated_probes
 from rmqm_callback.evaluation._guest_pass import guest_pass
 from rmqm_callback.evaluation._rng import untouched_random_streams
+from rmqm_callback.evaluation._set_up_checks import check_batches, check_model_has_data
 from rmqm_callback.evaluation.encoder import Encoder, evaluation_mode
 from rmqm_callback.evaluation.probe import Probe, ProbeBatch
 from rmqm_callback.functional.rmqm import prepare_embeddings
@@ -222,11 +225,21 @@ def check_set_up(
     batch_size: int,
     convention: str,
     normalize: bool,
-) -> None:
+    num_probes: int | None = None,
+    world_size: int = 1,
+    time_limit_s: float = GUEST_PASS_LIMIT_S,
+) -> Forecast:
     """Send the first two probes through a whole evaluation (:func:`~rmqm_callback.evaluation._guest_pass.guest_pass`).
 
-    Nothing of it is kept: the metrics are scratch ones, the model is left as it was.
+    Nothing of it is kept: the metrics are scratch ones, the model is left as it was. Before it, a
+    model on the meta device and batches too small for an alteration are refused; while it runs, a
+    guest pass forecast past ``time_limit_s`` seconds. ``num_probes`` is the number an evaluation
+    scores (default ``len(probe)``; ``None`` when unknown), shared by ``world_size`` processes.
+    Returns the forecast of one evaluation's cost on this process.
     """
+    check_model_has_data(owner, model)
+    num_probes = len(probe) if num_probes is None else num_probes
+    check_batches(owner, alterations, num_probes, batch_size)
 
     def prepare(inputs: Tensor) -> Tensor:
         return precision.convert_input(inputs).to(device)
@@ -237,21 +250,24 @@ def check_set_up(
         with guest_of(model, device), precision.val_step_context(), torch.no_grad():
             encoder(inputs)
 
-    def trajectory(first: Probe, alteration: Alteration) -> None:
+    def trajectory(first: Probe, alteration: Alteration, watched: EncoderLike) -> None:
         metric = RMQM(convention=convention, normalize=normalize).to(device)
         clean = SpectralScores().to(device)
         converted = Probe(precision.convert_input(first.inputs), first.labels)
+        watched_encoder = cast(Encoder, watched)  # the stream uses only what an EncoderLike has
         measure(
-            metric, model, encoder, converted, alteration, precision=precision, device=device, batch_size=batch_size,
-            clean=clean,
-        )
+            metric, model, watched_encoder, converted, alteration, precision=precision, device=device,
+            batch_size=batch_size, clean=clean,
+        )  # fmt: skip
         with warnings.catch_warnings():  # two probes of an untrained model may well look collapsed
             warnings.simplefilter("ignore")
             metric.compute()
             clean.compute()
 
     parameters = next(iter(model.parameters()), None)
+    evaluated = evaluated_probes(num_probes, batch_size, world_size)
     with untouched_random_streams(device):  # an impure alteration may draw from the global streams
-        guest_pass(
-            owner, probe, alterations, prepare=prepare, forward=forward, trajectory=trajectory, parameters=parameters
-        )
+        return guest_pass(
+            owner, probe, alterations, prepare=prepare, forward=forward, trajectory=trajectory, encoder=encoder,
+            parameters=parameters, batch_size=batch_size, evaluated=evaluated, time_limit_s=time_limit_s,
+        )  # fmt: skip

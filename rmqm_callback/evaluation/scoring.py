@@ -67,7 +67,9 @@ def score(
         TypeError / ValueError: a bad argument, an empty probe, inputs outside the alteration's
             contract, a probe the model fails on (its shape, dtype and device are named), an
             alteration whose output is not like its input, or a representation the ``embed``
-            rule cannot make ``(batch, d)``.
+            rule cannot make ``(batch, d)``; a model on the meta device; a batch of fewer probes than
+            the alteration needs (PGD's default loss: 2); a guest pass of the first two probes
+            forecast past 60 s (the evaluation would take hours).
 
     Examples:
         >>> import torch
@@ -103,6 +105,7 @@ def score(
         batch_size=batch_size,
         convention=convention,
         normalize=normalize,
+        num_probes=probe.num_blocks(1),  # the probe's length, None when unknown (a loader of an iterable)
     )
     metric = RMQM(convention=convention, normalize=normalize).to(device)
     measure(metric, model, encoder, probe, alteration, precision=precision, device=device, batch_size=batch_size)

@@ -4,7 +4,8 @@
 epoch ``e`` with ``(e + 1) % every_n_epochs == 0`` when the run validates, at the end of the
 training epoch otherwise (no validation, or an empty validation set). The int probe is taken from
 the data the evaluations follow, and :func:`check_monitors` holds every ``EarlyStopping`` and
-``ModelCheckpoint`` that watches an RMQM key against the same schedule, before training starts.
+``ModelCheckpoint`` that watches an RMQM key against the same schedule, before training starts:
+it must check at all, and find a fresh value at every check.
 """
 
 from __future__ import annotations
@@ -123,15 +124,51 @@ def _fixes(monitor: Any, hook: str, schedule: EvaluationSchedule) -> list[tuple[
         fixes = [("validation", 1, schedule, text)]
         text = f"Trainer(check_val_every_n_epoch={n}), which validates only on those epochs (and EarlyStopping then"
         fixes.append(("validation", 1, aligned, f"{text} checks after validation, its default)"))
+        text = "EarlyStopping(check_on_train_epoch_end=True), which checks at the end of every training epoch"
+        fixes.append(("train_epoch_end", 1, schedule, text))
     else:
-        fixes = [("validation", monitor._every_n_epochs, schedule, "ModelCheckpoint(save_on_train_epoch_end=False)")]
+        every = monitor._every_n_epochs
+        fixes = [("validation", every, schedule, "ModelCheckpoint(save_on_train_epoch_end=False)")]
         fixes.append((hook, n, schedule, f"ModelCheckpoint(every_n_epochs={n})"))
+        fixes.append(("train_epoch_end", every, schedule, "ModelCheckpoint(save_on_train_epoch_end=True)"))
+        fixes.append(
+            ("train_epoch_end", n, schedule, f"ModelCheckpoint(save_on_train_epoch_end=True, every_n_epochs={n})")
+        )
     return fixes
 
 
-def _stale(schedule: EvaluationSchedule, hook: str, every: int) -> list[int]:
-    """The epochs in which a monitor checking at ``hook`` every ``every`` epochs finds no fresh value."""
-    return [epoch for epoch in schedule.checks(hook, every) if not schedule.evaluates(epoch)]
+def _fresh_at_every_check(schedule: EvaluationSchedule, hook: str, every: int) -> bool:
+    """Whether a monitor checking at ``hook`` every ``every`` epochs checks at all, and finds a fresh value each time.
+
+    The one rule every monitor of an RMQM key is held to: a monitor that never checks (after
+    validation, in a run that never validates) keeps its initial best (``-inf``, ``None``) without
+    a word, and one that checks in an epoch without an evaluation reads a missing or stale value.
+    """
+    checks = schedule.checks(hook, every)
+    return bool(checks) and all(schedule.evaluates(epoch) for epoch in checks)
+
+
+def _fix(monitor: Any, hook: str, every: int, schedule: EvaluationSchedule) -> str:
+    """The first change that works; else ``RMQMCallback(every_n_epochs=1)``, alone or with the change it needs."""
+    for fix_hook, fix_every, fixed, text in _fixes(monitor, hook, schedule):
+        if _fresh_at_every_check(fixed, fix_hook, fix_every):
+            return text
+    every_epoch = EvaluationSchedule(1, schedule.at_validation, schedule.validation_every)
+    if _fresh_at_every_check(every_epoch, hook, every):
+        return "RMQMCallback(every_n_epochs=1)"
+    for fix_hook, fix_every, fixed, text in _fixes(monitor, hook, every_epoch):
+        if _fresh_at_every_check(fixed, fix_hook, fix_every):
+            return f"{text}, and RMQMCallback(every_n_epochs=1)"
+    return "RMQMCallback(every_n_epochs=1)"
+
+
+def _why_no_validation(trainer: Trainer) -> str:
+    """Why a run does not validate, in the words of its settings."""
+    if getattr(trainer, "limit_val_batches", 1) == 0:
+        return "Trainer(limit_val_batches=0)"
+    if not getattr(trainer, "enable_validation", False):
+        return "no validation_step or no validation data"
+    return "an empty validation set"
 
 
 def _unknown_key(key: str, known: set[str]) -> str:
@@ -189,21 +226,25 @@ def check_monitors(trainer: Trainer, schedule: EvaluationSchedule, logged_keys: 
                 f" (check_val_every_n_epoch=None), and RMQMCallback logs it at those validations: some epochs would"
                 f" have no fresh value. Use {name}({flag}=False), which checks after each validation."
             )
-        missed = _stale(schedule, hook, every)
-        if not missed:
+        if _fresh_at_every_check(schedule, hook, every):
             continue
-        # a fix that moves the check to validation only helps a run that validates
-        working = [
-            text
-            for fix_hook, fix_every, fixed, text in _fixes(monitor, hook, schedule)
-            if not _stale(fixed, fix_hook, fix_every) and (fix_hook != "validation" or fixed.at_validation)
-        ]
-        fix = working[0] if working else "RMQMCallback(every_n_epochs=1)"
+        fix = _fix(monitor, hook, every, schedule)
+        checks_at = schedule.checks(hook, every)
+        if not checks_at:  # after validation, in a run that never validates
+            best = (
+                "its best_score stays at its start, +-inf" if name == "EarlyStopping" else "best_model_score stays None"
+            )
+            raise ValueError(
+                f"{name} checks {key!r} only after validation, but this run never validates"
+                f" ({_why_no_validation(trainer)}): RMQMCallback logs it at the end of training epochs, where {name}"
+                f" does not look, so it would never check it ({best}, with no word). Use {fix}."
+            )
+        missed = [epoch for epoch in checks_at if not schedule.evaluates(epoch)]
         where = "at the end of training epochs" if hook == "train_epoch_end" else "after the validations of epochs"
         when = "validations" if schedule.at_validation else "training epoch ends"
         logged = [epoch for epoch in range(schedule._horizon(every)) if schedule.evaluates(epoch)]
         raise ValueError(
-            f"{name} checks {key!r} {where} {schedule.checks(hook, every)[:4]}..., but"
+            f"{name} checks {key!r} {where} {checks_at[:4]}..., but"
             f" RMQMCallback(every_n_epochs={schedule.every_n_epochs}) logs it only at the {when} of epochs"
             f" {logged[:4]}...: in epoch {missed[0]} it would find no value, or a stale one. Use {fix}."
         )

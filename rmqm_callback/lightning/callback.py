@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from pytorch_lightning.utilities.rank_zero import rank_zero_warn
+from pytorch_lightning.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from torch import Tensor
 from typing_extensions import override
 
 from rmqm_callback.alterations import Alteration, InputAlteration
 from rmqm_callback.alterations._recorded import alteration_spec, callable_spec
+from rmqm_callback.evaluation._guest_clock import GUEST_PASS_LIMIT_S, Forecast
 from rmqm_callback.evaluation._stream import ProgressHook, check_set_up
 from rmqm_callback.evaluation.encoder import EmbedRule, Encoder, check_embed_and_preprocess
 from rmqm_callback.evaluation.probe import Probe
@@ -25,6 +27,7 @@ from rmqm_callback.keys import (
     metric_key,
 )
 from rmqm_callback.lightning._checks import check_distinct_keys, check_strategy, check_trainer, named_alterations
+from rmqm_callback.lightning._cost_notice import CostNotice
 from rmqm_callback.lightning._held_probe import HeldProbe
 from rmqm_callback.lightning._loggers import Charts, add_figure, epoch_log_step, figure_loggers, lay_out
 from rmqm_callback.lightning._namespaces import LightningCallback, LightningModule, Trainer
@@ -89,7 +92,14 @@ class RMQMCallback(LightningCallback):
             or an alteration whose output is not like its input (one guest trajectory of two
             probes through every alteration), a model output the ``embed`` rule cannot make
             ``(batch, d)``, a sharded strategy, ``Trainer(barebones=True)``, another
-            ``RMQMCallback`` logging the same keys, or a monitor that would miss RMQM's epochs.
+            ``RMQMCallback`` logging the same keys, a monitor that would miss RMQM's epochs or
+            never check, a batch too small for an alteration (PGD's default loss needs 2 probes),
+            a model on the meta device, or a guest pass forecast past ``guest_pass_limit_s``.
+
+    Attributes:
+        guest_pass_limit_s: the most seconds the fit-start guest pass of two probes may take (60);
+            it is forecast while it runs, and a longer one is refused before it spends the time.
+            Its time, scaled to the probe, is the forecast of one evaluation logged at fit start.
 
     Examples:
         ```python
@@ -104,6 +114,8 @@ class RMQMCallback(LightningCallback):
         ```
 
     """
+
+    guest_pass_limit_s: float = GUEST_PASS_LIMIT_S
 
     def __init__(
         self,
@@ -148,6 +160,7 @@ class RMQMCallback(LightningCallback):
         self._schedule: EvaluationSchedule | None = None  # when the running fit evaluates (from on_train_start)
         self._precision: str | None = None
         self._said: set[str] = set()  # one-time messages already given
+        self._cost = CostNotice()  # what the first evaluation of a fit costs the training
 
     @property
     def logged_keys(self) -> set[str]:
@@ -217,6 +230,7 @@ class RMQMCallback(LightningCallback):
         if stage == "fit":
             self._evaluated_epoch = None
             self._held.start_fit()
+            self._cost.start_fit()
 
     @override
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -224,11 +238,20 @@ class RMQMCallback(LightningCallback):
         schedule = self._schedule = EvaluationSchedule.of(trainer, self.every_n_epochs)
         check_monitors(trainer, schedule, self.logged_keys, self.prefix)
         self._precision = str(trainer.precision)
-        self._prepare_probe(trainer, pl_module, schedule.source)
+        rank_zero_info(self._prepare_probe(trainer, pl_module, schedule.source).describe("RMQMCallback"))
+
+    @override
+    def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._cost.epoch_started()
+
+    @override
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._cost.validation_ended()
 
     @override
     def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.state.fn != "validate":
+            self._cost.validation_started()
             return
         ckpt_path = trainer.ckpt_path
         if ckpt_path is not None:  # Lightning restores callbacks only in fit: score the checkpoint's probe
@@ -243,19 +266,23 @@ class RMQMCallback(LightningCallback):
                 )
         self._prepare_probe(trainer, pl_module, "validation")
 
-    def _prepare_probe(self, trainer: Trainer, pl_module: LightningModule, source: str) -> None:
-        """Take (or read) the probe, and send its first two probes through a whole evaluation."""
-        check_set_up(
+    def _prepare_probe(self, trainer: Trainer, pl_module: LightningModule, source: str) -> Forecast:
+        """Take (or read) the probe, and send its first two probes through a whole evaluation: its forecast."""
+        probe = self._held.take(trainer, source)
+        return check_set_up(
             "RMQMCallback",
             pl_module,
             self._encoder(pl_module),
-            self._held.take(trainer, source),
+            probe,
             self.alterations,
             precision=trainer.precision_plugin,
             device=pl_module.device,
             batch_size=self.batch_size,
             convention=self.convention,
             normalize=self.normalize,
+            num_probes=len(self._probe_for(trainer)),
+            world_size=trainer.world_size,
+            time_limit_s=self.guest_pass_limit_s,
         )
 
     @override
@@ -305,6 +332,7 @@ class RMQMCallback(LightningCallback):
         return probe
 
     def _evaluate(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        started = time.perf_counter()
         self._evaluated_epoch = trainer.current_epoch
         probe = self._probe_for(trainer)
         probe = Probe(trainer.precision_plugin.convert_input(probe.inputs), probe.labels)
@@ -347,6 +375,10 @@ class RMQMCallback(LightningCallback):
             for quantity, value in scores.items():
                 self._log_value(pl_module, callback_key(self.prefix, quantity), value)
             self.last_spectral = {quantity: float(value) for quantity, value in scores.items()}
+        if trainer.state.fn == "fit" and not getattr(trainer, "fast_dev_run", False):
+            levels = sum(alteration.levels for alteration in self.alterations.values())
+            epoch, every = trainer.current_epoch, self.every_n_epochs
+            self._cost.say(started, epoch=epoch, probes=len(probe), levels=levels, every=every)
 
     def _can_draw(self) -> bool:
         if matplotlib_available():

@@ -1,9 +1,9 @@
 """``RMQM``: the Representation Manifold Quality Metric as a ``torchmetrics.Metric``."""
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations`` here: ``torch.jit.script`` reads the class's state
+# annotations (``d_moments: Tensor``) as types, and cannot resolve them as strings.
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -37,6 +37,13 @@ def _check_distances(distances: Any) -> tuple[Tensor, Tensor]:
             f" and {tuple(dp.shape)}."
         )
     return do, dp
+
+
+#: The keys of ``RMQM.compute()``; with ``convention="reference"`` also :data:`REFERENCE_QUANTITIES`.
+QUANTITIES = (
+    "RMQM", "D", "D_RC", "P_RC", "D_se", "D_RC_se", "P_RC_se", "num_probes", "D_RC_left_out", "P_RC_left_out",
+)  # fmt: skip
+REFERENCE_QUANTITIES = ("D_prev", "D_prev_se")
 
 
 class RMQM(KeepsStateDtype):
@@ -86,6 +93,7 @@ class RMQM(KeepsStateDtype):
     is_differentiable: bool = False
     higher_is_better: bool = True
     full_state_update: bool = False
+    __jit_unused_properties__: ClassVar[list[str]] = [*KeepsStateDtype.__jit_unused_properties__, "quantities"]
     # the states (see add_state below), typed for the readers of this class
     d_moments: Tensor
     dprev_moments: Tensor
@@ -105,6 +113,11 @@ class RMQM(KeepsStateDtype):
         for name in LEVEL_STATES:
             # shape (3, J): J is known at the first update; a process that never updated syncs zeros
             self.add_state(name, default=torch.zeros(3, 0, dtype=torch.float64), dist_reduce_fx=merge_moments)
+
+    @property
+    def quantities(self) -> tuple[str, ...]:
+        """The keys of :meth:`compute` (one of them a :class:`~rmqm_callback.metrics.ScalarView` can show)."""
+        return QUANTITIES + (REFERENCE_QUANTITIES if self.convention == "reference" else ())
 
     def update(self, embeddings: Tensor | None = None, *, distances: tuple[Tensor, Tensor] | None = None) -> None:
         """Add a chunk of trajectories.
@@ -128,6 +141,7 @@ class RMQM(KeepsStateDtype):
             stats = _distance_statistics(do.detach(), dp.detach(), self.convention, dtype=dtype)
         self._add_statistics(stats)
 
+    @torch.jit.unused  # as torchmetrics' own forward: a scripted module may hold the metric, not run it
     def forward(self, embeddings: Tensor | None = None, *, distances: tuple[Tensor, Tensor] | None = None) -> Any:
         """Add a chunk like :meth:`update` and return the result of that chunk alone."""
         # torchmetrics' forward resets the state before its update: check L while the state is known

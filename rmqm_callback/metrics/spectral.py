@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 import torch
 from torch import Tensor
@@ -12,7 +12,7 @@ from torchmetrics.utilities.data import dim_zero_cat
 from torchmetrics.utilities.distributed import gather_all_tensors
 
 from rmqm_callback.functional.spectral import alpha_req, rankme
-from rmqm_callback.keys import ALPHA_REQ_KEY, RANKME_KEY
+from rmqm_callback.keys import ALPHA_REQ_KEY, RANKME_KEY, SPECTRAL_QUANTITIES
 from rmqm_callback.metrics._state_dtype import KeepsStateDtype
 
 
@@ -46,6 +46,7 @@ class SpectralScores(KeepsStateDtype):
     is_differentiable: bool = False
     higher_is_better: bool | None = None
     full_state_update: bool = False
+    __jit_unused_properties__: ClassVar[list[str]] = [*KeepsStateDtype.__jit_unused_properties__, "quantities"]
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -53,6 +54,11 @@ class SpectralScores(KeepsStateDtype):
         self.add_state("rows", default=[], dist_reduce_fx="cat")
         self.add_state("indices", default=[], dist_reduce_fx="cat")
         self.add_state("width", default=torch.zeros((), dtype=torch.float64), dist_reduce_fx="max")
+
+    @property
+    def quantities(self) -> tuple[str, ...]:
+        """The keys of :meth:`compute` (one of them a :class:`~rmqm_callback.metrics.ScalarView` can show)."""
+        return SPECTRAL_QUANTITIES
 
     def _state(self, name: str) -> Tensor:
         value = getattr(self, name)
@@ -89,6 +95,13 @@ class SpectralScores(KeepsStateDtype):
 
     def compute(self) -> dict[str, Tensor]:
         """``{"RankMe": ..., "alpha_ReQ": ...}`` as 0-dim float64 tensors (NaN where undefined)."""
+        if self._update_count > 0 and isinstance(self.indices, list) and not self.indices:
+            # every update appends a block (an empty one too): someone emptied the lists behind our back
+            raise ValueError(
+                "SpectralScores was updated but holds no representations: its states are lists, which"
+                " Metric.reset() empties in place, and torchmetrics' Running wrapper keeps them by reference, so its"
+                " window is emptied too. Running cannot wrap SpectralScores; compute it over the probe you want."
+            )
         width = int(self._state("width"))
         rows = self._state("rows")
         matrix = rows.view(-1, width) if width else rows.view(0, 0)

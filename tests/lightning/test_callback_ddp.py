@@ -139,7 +139,7 @@ def single_process_scores(ddp_fit):
                 key: float(value)
                 for key, value in score(model, probe, alteration, batch_size=script.BATCH_SIZE).items()
             }
-            for alteration in script.alterations()
+            for alteration in script.alterations(ddp_fit["case"])
         }
     finally:
         torch.set_num_threads(threads)

@@ -23,8 +23,8 @@ from pytorch_lightning.callbacks import Callback
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 
-from _digits import quiet_lightning
-from _digits_model import EncoderModule
+from _fits import quiet_lightning
+from _methods import EncoderModule
 from train_digits import make_loaders
 from train_digits import parse_args as example_args
 

@@ -28,7 +28,7 @@ from rmqm_callback.evaluation.encoder import Encoder
 from rmqm_callback.evaluation.probe import Probe
 
 sys.path.insert(0, str(ROOT / "examples"))
-from _digits_model import DigitsEncoder
+from _encoders import DigitsEncoder
 
 
 class TimedScores(SpectralScores):

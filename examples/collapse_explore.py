@@ -1,8 +1,9 @@
-"""Collapse and divergence on the digits: what RankMe, alpha-ReQ and RMQM's left-out shares do, epoch by epoch.
+"""Collapse and divergence: what RankMe, alpha-ReQ and RMQM's left-out shares do, epoch by epoch.
 
-Data for a collapse alarm built from Lightning's ``EarlyStopping`` (see ``collapse_alarm.py``). Every run
-uses ``train_digits.py``'s set-up (all ten digits, ``holdout_split(..., val_fraction=0.15)``, a 256-image
-held-out probe, batch 128, embedding size 64 unless a run says otherwise) and is measured at
+Data for a collapse alarm built from Lightning's ``EarlyStopping`` (see ``collapse_alarm.py``), on
+``--dataset`` (``_data.DATASETS``, default digits). Every run uses ``train_digits.py``'s set-up (every
+class, ``holdout_split(..., val_fraction=0.15)``, a 256-input held-out probe, batch 128, embedding size
+64 unless a run says otherwise) with the data set's encoder, and is measured at
 initialisation (epoch 0) and after every training epoch, on the probe, in eval mode, as a guest (the
 training's random streams are untouched):
 
@@ -19,20 +20,23 @@ training's random streams are untouched):
 
 Groups of runs: ``healthy`` (the paper's five methods x seeds 0, 1 x Adam lr 1e-3 / SGD lr 0.05, as in
 ``train_digits.py``), ``dims`` (healthy runs and a collapsing run at embedding sizes 16 and 128),
-``collapse`` (SimSiam-like loss without stop-gradient, ``_digits_collapse.SimSiamModule``), ``control``
+``collapse`` (SimSiam-like loss without stop-gradient, ``_collapse_model.SimSiamModule``), ``control``
 (the same with stop-gradient: SimSiam proper) and ``divergence`` (``EncoderModule`` with a learning rate
 1,000-10,000 times too high). A run whose clean probe representations are all non-finite stops there.
+The CSV goes to ``--output`` (default ``examples/results/collapse_runs_<dataset>.csv``).
 
 Run from the repository root::
 
     python examples/collapse_explore.py                                  # 42 runs, ~55 min on 2 busy CPU cores
     python examples/collapse_explore.py --groups collapse divergence --epochs 5
+    python examples/collapse_explore.py --dataset mnist1d --groups collapse --epochs 5
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import math
 import multiprocessing
 import sys
@@ -42,20 +46,17 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # _digits*
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the examples' _modules
 sys.path.append(str(Path(__file__).resolve().parents[1]))  # rmqm_callback from a checkout, if not installed
 
 import pytorch_lightning as pl
 import torch
-from _digits import (
-    all_digits_split,
-    embed,
-    knn_accuracy,
-    quiet_lightning,
-    quiet_trainer,
-)
-from _digits_collapse import SimSiamModule
-from _digits_model import METHODS, EncoderModule
+from _collapse_model import SimSiamModule
+from _data import DATASETS, all_classes_split
+from _data_cache import DEFAULT_CACHE_DIR
+from _downstream import embed, knn_accuracy, safe_score
+from _fits import init_worker, quiet_trainer
+from _methods import METHODS, EncoderModule
 from pytorch_lightning.callbacks import Callback
 from torch.utils.data import DataLoader, TensorDataset
 from typing_extensions import override
@@ -99,20 +100,15 @@ def all_runs() -> list[dict[str, Any]]:
     return runs
 
 
-def make_model(run: dict[str, Any]) -> pl.LightningModule:
-    """The LightningModule of a run (built after seeding, so its weights follow the seed)."""
+def make_model(run: dict[str, Any], dataset: str = "digits") -> pl.LightningModule:
+    """The LightningModule of a run on ``dataset`` (built after seeding, so its weights follow the seed)."""
     method = run["method"]
     if method.startswith("simsiam"):
-        return SimSiamModule(run["dim"], run["optimizer"], run["lr"], stop_gradient=method == "simsiam")
-    return EncoderModule(method, run["dim"], run["optimizer"], lr=run["lr"])
-
-
-def safe_score(fn: Any, z: torch.Tensor) -> float:
-    """``float(fn(z))``, or NaN where ``fn`` raises ``ValueError`` (non-finite, zero or rank-1 ``z``)."""
-    try:
-        return float(fn(z))
-    except ValueError:  # non-finite, zero or rank-1 representations
-        return math.nan
+        return SimSiamModule(
+            run["dim"], run["optimizer"], run["lr"], stop_gradient=method == "simsiam", dataset=dataset
+        )
+    classes = len(DATASETS[dataset].class_names)
+    return EncoderModule(method, run["dim"], run["optimizer"], lr=run["lr"], num_classes=classes, dataset=dataset)
 
 
 def rmqm_like_callback(model: pl.LightningModule, probe: torch.Tensor, levels: int) -> dict[str, float]:
@@ -181,18 +177,20 @@ class Recorder(Callback):
         self._record(trainer, pl_module, trainer.current_epoch + 1)
 
 
-def load_data(seed: int, probe_size: int) -> dict[str, torch.Tensor]:
-    """``train_digits.make_loaders``'s split: all ten digits, 15% validation, a held-out probe."""
-    return all_digits_split(probe_size, seed)
+def load_data(seed: int, probe_size: int, dataset: str = "digits", cache_dir: Path | None = DEFAULT_CACHE_DIR):
+    """``train_digits.make_loaders``'s split of every class: 15% validation, a held-out probe."""
+    return all_classes_split(dataset, probe_size, seed, cache_dir)
 
 
-def train_and_record(run: dict[str, Any], epochs: int, batch_size: int) -> list[dict[str, Any]]:
-    """Train one run for ``epochs`` epochs, recording every epoch; returns its rows."""
+def train_and_record(
+    run: dict[str, Any], epochs: int, batch_size: int, dataset: str = "digits", cache_dir: Path | None = None
+) -> list[dict[str, Any]]:
+    """Train one run on ``dataset`` for ``epochs`` epochs, recording every epoch; returns its rows."""
     start = time.perf_counter()
     pl.seed_everything(run["seed"], verbose=False)
-    data = load_data(run["seed"], SETTINGS["L100"][0])
+    data = load_data(run["seed"], SETTINGS["L100"][0], dataset, cache_dir)
     loader = DataLoader(TensorDataset(data["train_x"], data["train_y"]), batch_size=batch_size, shuffle=True)
-    model = make_model(run)
+    model = make_model(run, dataset)
     recorder = Recorder(run, data)
     trainer = quiet_trainer(epochs, loader, callbacks=[recorder])
     with warnings.catch_warnings():
@@ -204,21 +202,19 @@ def train_and_record(run: dict[str, Any], epochs: int, batch_size: int) -> list[
     return recorder.rows
 
 
-def init_worker() -> None:
-    """One torch thread per process and a quiet Lightning."""
-    torch.set_num_threads(1)
-    quiet_lightning()
-
-
 def main(argv: list[str] | None = None) -> None:
     """Run the selected groups in worker processes and write one CSV row per run and epoch."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--dataset", choices=sorted(DATASETS), default="digits")
     parser.add_argument("--groups", nargs="+", choices=GROUPS, default=list(GROUPS))
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--workers", type=int, default=2, help="runs trained in parallel, 1 torch thread each")
-    parser.add_argument("--output", type=Path, default=Path("examples/results/collapse_runs.csv"))
+    parser.add_argument("--output", type=Path, help="default: examples/results/collapse_runs_<dataset>.csv")
+    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR, help="where generated data are kept")
     args = parser.parse_args(argv)
+    args.output = args.output or Path(f"examples/results/collapse_runs_{args.dataset}.csv")
+    load_data(0, SETTINGS["L100"][0], args.dataset, args.cache_dir)  # make and cache generated data once
     runs = [run for run in all_runs() if run["group"] in args.groups]
     # slow runs first: the self-supervised ones embed two views per step
     runs.sort(key=lambda run: run["method"] in ("cross-entropy", "triplet-supervised", "triplet-entropy"))
@@ -227,7 +223,8 @@ def main(argv: list[str] | None = None) -> None:
     rows: list[dict[str, Any]] = []
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(args.workers, mp_context=context, initializer=init_worker) as pool:
-        futures = [pool.submit(train_and_record, run, args.epochs, args.batch_size) for run in runs]
+        task = functools.partial(train_and_record, dataset=args.dataset, cache_dir=args.cache_dir)
+        futures = [pool.submit(task, run, args.epochs, args.batch_size) for run in runs]
         for done, future in enumerate(as_completed(futures), 1):
             mine = future.result()
             rows.extend(mine)

@@ -1,22 +1,25 @@
 """Cost versus fidelity of RMQM: how far can the noise levels and the probe be cut before the ranking moves?
 
 Each evaluation of RMQM under white noise costs ``levels x N`` forward passes (the paper: 100 levels, 256
-probes). This study retrains the correlation study's encoders exactly as ``correlation_study.py`` does
-(same grid, seeds and training settings, so the same weights) and scores every encoder with
-``rmqm_callback.score(model, probe[:n], GaussianNoise(levels=L))`` for L in {10, 25, 50, 100} and n in
-{64, 128, 256}, the first ``n`` images of the same 256-image held-out probe of digits 0-4. For each setting:
+probes). This study retrains the correlation study's encoders of ``--dataset`` (default digits) exactly
+as ``correlation_study.py`` does (same grid, seeds and training settings, so the same weights) and scores
+every encoder with ``rmqm_callback.score(model, probe[:n], GaussianNoise(levels=L))`` for L in {10, 25,
+50, 100} and n in {64, 128, 256}, the first ``n`` inputs of the same 256-input held-out probe of the seen
+classes (digits 0-4). For each setting:
 
 * fidelity: Spearman's rho of its ranking of the encoders with the full setting's (100 levels, 256 probes),
   with a percentile-bootstrap 95% interval over encoders;
-* usefulness: Pearson's r and Spearman's rho of its RMQM with the downstream 1-NN accuracy on digits 5-9;
+* usefulness: Pearson's r and Spearman's rho of its RMQM with the downstream 1-NN accuracy on the unseen
+  classes (digits 5-9);
 * cost: ``L x n`` forward passes per encoder, relative to ``100 x 256``, and the measured seconds of the
   ``score`` call (one torch thread; the median over encoders).
 
 The full setting's RMQM and accuracy are checked against the correlation study's committed
-``examples/results/encoders.csv`` (``--reference``) when the training settings are that study's.
+``examples/results/encoders_<dataset>.csv`` (``--reference``) when the training settings are that study's.
 
-Outputs in ``--output-dir`` (default ``outputs/cost_fidelity_study``): ``cost_fidelity.csv`` (one row per
-encoder x setting) and ``cost_fidelity.md`` (the table, the settings and the run's wall time). All numbers
+Outputs in ``--output-dir`` (default ``outputs/cost_fidelity_study``): ``cost_fidelity_<dataset>.csv`` (one
+row per encoder x setting) and ``cost_fidelity_<dataset>.md`` (the table, the settings and the run's wall
+time). All numbers
 but the seconds are deterministic and independent of ``--workers`` (processes, one torch thread each).
 
 Run from the repository root::
@@ -33,13 +36,15 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # correlation_study, _digits*
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # correlation_study, the examples' _modules
 sys.path.append(str(Path(__file__).resolve().parents[1]))  # rmqm_callback from a checkout, if not installed
 
 import correlation_study as study
 import numpy as np
-from _digits_model import METHODS, OPTIMIZERS
-from _digits_stats import bootstrap_ci, correlations, spearman
+from _data import DATASETS, get_dataset
+from _grid import grid, run_grid
+from _methods import METHODS, OPTIMIZERS
+from _stats import bootstrap_ci, correlations, spearman
 
 from rmqm_callback import GaussianNoise, score
 
@@ -47,24 +52,28 @@ LEVELS = (10, 25, 50, 100)
 PROBES = (64, 128, 256)
 FULL = (100, 256)  # the paper's setting, the reference ranking
 ROOT = Path(__file__).resolve().parents[1]
-REFERENCE = ROOT / "examples" / "results" / "encoders.csv"
+RESULTS = ROOT / "examples" / "results"
 JOB_KEYS = ("method", "optimizer", "embedding_dim", "seed")
 COMPONENTS = ("RMQM", "D", "D_RC", "P_RC")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line arguments; the defaults are the correlation study's grid, ``--quick`` a small one."""
-    base = study.parse_args([])
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    dataset = argparse.ArgumentParser(add_help=False)
+    dataset.add_argument("--dataset", choices=sorted(DATASETS), default="digits")
+    base = study.parse_args(["--dataset", dataset.parse_known_args(argv)[0].dataset])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], parents=[dataset])
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=base.methods)
     parser.add_argument("--dims", nargs="+", type=int, default=base.dims, help="embedding sizes")
     parser.add_argument("--optimizers", nargs="+", choices=OPTIMIZERS, default=base.optimizers)
     parser.add_argument("--seeds", nargs="+", type=int, default=base.seeds)
     parser.add_argument("--epochs", type=int, default=base.epochs)
+    parser.add_argument("--train-size", type=int, default=base.train_size, help="training inputs kept")
     parser.add_argument("--batch-size", type=int, default=base.batch_size)
     parser.add_argument("--resamples", type=int, default=base.resamples, help="bootstrap resamples (seed 0)")
     parser.add_argument("--workers", type=int, default=base.workers, help="encoders in parallel, 1 thread each")
-    parser.add_argument("--reference", type=Path, default=REFERENCE, help="correlation study CSV to check against")
+    parser.add_argument("--reference", type=Path, help="correlation study CSV to check against (default: committed)")
+    parser.add_argument("--cache-dir", type=Path, default=base.cache_dir, help="where generated data are kept")
     parser.add_argument("--output-dir", type=Path, default=Path("outputs/cost_fidelity_study"))
     parser.add_argument("--quick", action="store_true", help="small grid: 3 methods, d=16, Adam, seed 0, 3 epochs")
     if parser.parse_args(argv).quick:  # smaller defaults; explicit arguments still win
@@ -76,19 +85,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             epochs=3,
             resamples=500,
         )
+        parser.set_defaults(train_size=study.QUICK[base.dataset]["train_size"])
+    parser.set_defaults(reference=RESULTS / f"encoders_{base.dataset}.csv")
     return parser.parse_args(argv)
 
 
-def train_and_measure(job: dict[str, object], settings: dict[str, int]) -> dict[str, object]:
+def train_and_measure(job: dict[str, object], settings: dict[str, object]) -> dict[str, object]:
     """Train one encoder as the correlation study does, then score it at every (levels, probes) setting.
 
-    Returns the encoder's row for :func:`correlation_study.run_grid` (its full-setting ``RMQM``, its
+    Returns the encoder's row for :func:`_grid.run_grid` (its full-setting ``RMQM``, its
     ``knn_accuracy``, the total ``seconds``) with the per-setting rows under ``"settings"``.
     """
     start = time.perf_counter()
     model, _ = study.train_encoder(job, settings)
-    probe = study.load_data(settings["probe_size"])["probe_x"]
-    accuracy = study.downstream_accuracy(model, settings["probe_size"])
+    probe = study.load_data(settings)["probe_x"]
+    accuracy = study.downstream_accuracy(model, settings)
     score(model, probe[:8], GaussianNoise(levels=3))  # warm-up: first-call overheads stay out of the timings
     rows = []
     for levels in LEVELS:
@@ -169,9 +180,11 @@ def fidelity_table(rows: list[dict[str, object]], resamples: int) -> str:
 
 
 def write_outputs(rows: list[dict[str, object]], args: argparse.Namespace, start: float, check: str) -> str:
-    """Write ``cost_fidelity.csv`` and ``cost_fidelity.md`` (wall time counted from ``start``); return the markdown."""
+    """Write ``cost_fidelity_<dataset>.csv`` and ``.md`` (wall time counted from ``start``); return the markdown."""
     args.output_dir.mkdir(parents=True, exist_ok=True)
-    with open(args.output_dir / "cost_fidelity.csv", "w", newline="") as handle:
+    dataset = get_dataset(args.dataset)
+    seen, unseen = dataset.describe(dataset.seen), dataset.describe(dataset.unseen)
+    with open(args.output_dir / f"cost_fidelity_{args.dataset}.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
@@ -179,12 +192,12 @@ def write_outputs(rows: list[dict[str, object]], args: argparse.Namespace, start
     table = fidelity_table(rows, args.resamples)
     wall = time.perf_counter() - start
     text = (
-        "# Cost versus fidelity of RMQM on the digits\n\n"
+        f"# Cost versus fidelity of RMQM on {dataset.title}\n\n"
         f"{encoders} encoders: methods {', '.join(args.methods)}; embedding sizes {args.dims}; optimizers"
-        f" {args.optimizers}; seeds {args.seeds}; {args.epochs} epochs on digits 0-4, trained as in"
+        f" {args.optimizers}; seeds {args.seeds}; {args.epochs} epochs on {seen}, trained as in"
         " correlation_study.py. RMQM: `score(model, probe[:n], GaussianNoise(levels=L))`, white noise of std"
-        " 0 to 1, the first n of one 256-image held-out probe of digits 0-4; full setting L = 100, n = 256."
-        " Accuracy: 1-NN on digits 5-9 (fit on one half, test on the other). Forward passes: L x n per"
+        f" 0 to 1, the first n of one 256-input held-out probe of {seen}; full setting L = 100, n = 256."
+        f" Accuracy: 1-NN on {unseen} (fit on one half, test on the other). Forward passes: L x n per"
         " encoder; seconds: the `score` call on one torch thread, median over encoders (relative seconds:"
         f" median of each encoder's ratio to its full-setting call), {args.workers} worker process(es) on a"
         " shared CPU, so timings are indicative. Mean RMQM: over encoders (absolute values shift with L and"
@@ -192,25 +205,34 @@ def write_outputs(rows: list[dict[str, object]], args: argparse.Namespace, start
         f"{table}\n{check}\n\n"
         f"Wall time of this run: {wall:.0f} s ({wall / 60:.1f} min) with {args.workers} worker(s).\n"
     )
-    (args.output_dir / "cost_fidelity.md").write_text(text)
+    (args.output_dir / f"cost_fidelity_{args.dataset}.md").write_text(text)
     return text
 
 
 def main(argv: list[str] | None = None) -> None:
     """Train the grid, score every encoder at every setting, and write the CSV and the table."""
     args = parse_args(argv)
-    base = study.parse_args([])
-    jobs = study.grid(args, "rankings")
-    settings = {"epochs": args.epochs, "batch_size": args.batch_size, "probe_size": FULL[1], "levels": FULL[0]}
+    base = study.parse_args(["--dataset", args.dataset])
+    jobs = grid(args, "rankings")
+    settings = {
+        "dataset": args.dataset,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "probe_size": FULL[1],
+        "levels": FULL[0],
+        "train_size": args.train_size,
+        "cache_dir": args.cache_dir,
+    }
+    study.load_data(settings)  # make and cache a generated data set once, before the workers read it
     print(f"Training {len(jobs)} encoders, scoring each at {len(LEVELS) * len(PROBES)} settings ...", flush=True)
     start = time.perf_counter()
-    encoders = study.run_grid(jobs, settings, args.workers, task=train_and_measure)
+    encoders = run_grid(jobs, settings, args.workers, train_and_measure)
     rows = [row for encoder in encoders for row in encoder["settings"]]
-    same_training = (args.batch_size, FULL[1]) == (base.batch_size, base.probe_size)
+    same_training = (args.batch_size, FULL[1], args.train_size) == (base.batch_size, base.probe_size, base.train_size)
     check = reproduction(rows, args.reference) if same_training else "Not checked: training settings differ."
     text = write_outputs(rows, args, start, check)
     print("\n" + text)
-    print(f"Wrote {args.output_dir}/cost_fidelity.csv, cost_fidelity.md")
+    print(f"Wrote {args.output_dir}/cost_fidelity_{args.dataset}.csv, cost_fidelity_{args.dataset}.md")
 
 
 if __name__ == "__main__":

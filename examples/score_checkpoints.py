@@ -4,7 +4,7 @@ The ranking is the ``rmqm score`` command's (``rmqm_callback.checkpoints.score_c
 checkpoint is evaluated with the probe, noise and settings the callback recorded in it, so the
 values are the ones it logged. From the repository root, the command alone does the same::
 
-    PYTHONPATH=examples rmqm score lightning_logs/nt-xent/version_0/checkpoints --module _digits_model:EncoderModule
+    PYTHONPATH=examples rmqm score lightning_logs/nt-xent/version_0/checkpoints --module _methods:EncoderModule
 
 This script adds one labelled check, ``--accuracy``: the 1-NN accuracy of the validation digits
 against the training digits for each checkpoint, and (over 10 checkpoints or more) the Spearman
@@ -23,13 +23,14 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # _digits*
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the examples' _modules
 sys.path.append(str(Path(__file__).resolve().parents[1]))  # rmqm_callback from a checkout, if not installed
 
 import torch
-from _digits import all_digits_split, embed, knn_accuracy
-from _digits_model import EncoderModule
-from _digits_stats import spearman
+from _data import all_classes_split
+from _downstream import embed, knn_accuracy
+from _methods import EncoderModule
+from _stats import spearman
 
 from rmqm_callback.checkpoints import find_checkpoints, ranked, score_checkpoint
 
@@ -53,7 +54,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def accuracy_of(path: str, args: argparse.Namespace) -> float:
     """1-NN accuracy of the validation digits against the training digits of train_digits.py's split."""
-    data = all_digits_split(args.probe_size, args.seed)
+    data = all_classes_split("digits", args.probe_size, args.seed)
     model = EncoderModule.load_from_checkpoint(path, map_location="cpu")
     return knn_accuracy(embed(model, data["train_x"]), data["train_y"], embed(model, data["val_x"]), data["val_y"])
 

@@ -28,14 +28,15 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # _digits*
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the examples' _modules
 sys.path.append(str(Path(__file__).resolve().parents[1]))  # rmqm_callback from a checkout, if not installed
 
 import pytorch_lightning as pl
 import torch
 from _collapse_recipe import collapse_alarm, rankme_threshold_for
-from _digits import all_digits_split, quiet_lightning
-from _digits_model import METHODS, OPTIMIZERS, EncoderModule
+from _data import all_classes_split
+from _fits import quiet_lightning
+from _methods import METHODS, OPTIMIZERS, EncoderModule
 from pytorch_lightning.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from pytorch_lightning.loggers import Logger, MLFlowLogger, TensorBoardLogger, WandbLogger
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
@@ -136,7 +137,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def make_loaders(args: argparse.Namespace) -> tuple[DataLoader, DataLoader, torch.Tensor]:
     """Train and validation loaders of all ten digits, and the held-out probe images (labels unused)."""
-    data = all_digits_split(args.probe_size, args.seed)
+    data = all_classes_split("digits", args.probe_size, args.seed)
     train_loader = DataLoader(TensorDataset(data["train_x"], data["train_y"]), batch_size=args.batch_size, shuffle=True)
     val_loader = DataLoader(TensorDataset(data["val_x"], data["val_y"]), batch_size=512)
     return train_loader, val_loader, data["probe_x"]

@@ -1,56 +1,62 @@
 """Inside one training run, does RMQM rank the epochs' checkpoints by downstream accuracy?
 
 For each method (default cross-entropy, NT-Xent, triplet-supervised) x seed, a real ``pytorch_lightning``
-fit of 30 epochs keeps the weights at epoch 0 (random initialisation) and at every epoch end
-(:class:`_digits_within.EpochSnapshots`). Every checkpoint is then scored, in two set-ups:
+fit of 30 epochs on ``--dataset`` (``_data.DATASETS``, default digits) keeps the weights at epoch 0
+(random initialisation) and at every epoch end (:class:`_within.EpochSnapshots`). Every checkpoint is
+then scored, in two set-ups:
 
-* ``transfer`` (as ``correlation_study.py``): trained on digits 0-4; RMQM probe = 256 held-out digits 0-4;
-  accuracy = 1-NN (cosine) on the unseen digits 5-9, fit on one fixed half and tested on the other.
-* ``all-digits`` (as ``train_digits.py``): ``holdout_split(val_fraction=0.15, probe_size=256, seed=seed)``
-  of all ten digits; accuracy = 1-NN of the validation digits against the training digits.
+* ``transfer`` (as ``correlation_study.py``): trained on the seen classes (digits 0-4); RMQM probe = 256
+  held-out inputs of them; accuracy = 1-NN (cosine) on the unseen classes (digits 5-9), fit on one fixed
+  half and tested on the other.
+* ``all-<items>`` (``all-digits``, ``all-signals``, ``all-letters``; as ``train_digits.py``):
+  ``holdout_split(val_fraction=0.15, probe_size=256, seed=seed)`` of every class; accuracy = 1-NN of the
+  validation inputs against the training inputs.
 
 Per checkpoint: RMQM, D, D_RC, P_RC (``rmqm_callback.score``, ``GaussianNoise`` with the paper's 100
 levels), RankMe and alpha-ReQ of the probe's clean embeddings, 1-NN accuracy, and two participation
 ratios (PR = (sum s^2)^2 / sum s^4): of the singular values of the Jacobian of the L2-normalised
 representation at each probe image (averaged), and of the centred normalised probe embeddings. Per run:
 Spearman of each score with accuracy and with the epoch, the epoch ``ModelCheckpoint(mode="max"/"min")``
-would keep on each score, and the accuracy that costs. Outputs in ``--output-dir``: ``within_run.csv``
-(one row per checkpoint), ``within_run.md`` and ``within_run.png``. Runs go to ``--workers`` processes
-(one torch thread each); the CSV does not depend on their number.
+would keep on each score, and the accuracy that costs. Outputs in ``--output-dir``:
+``within_run_<dataset>.csv`` (one row per checkpoint), ``within_run_<dataset>.md`` and
+``within_run_<dataset>.png``. Runs go to ``--workers`` processes (one torch thread each); the CSV does
+not depend on their number.
 
 Run from the repository root::
 
     python examples/within_run_study.py --quick                            # 6 short runs, 20-70 s on 2 CPU cores
     python examples/within_run_study.py --output-dir examples/results      # 12 runs x 31 checkpoints, 21-28 min
+    python examples/within_run_study.py --dataset mnist1d --quick
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import functools
 import multiprocessing
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # _digits*
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the examples' _modules
 sys.path.append(str(Path(__file__).resolve().parents[1]))  # rmqm_callback from a checkout, if not installed
 
 import pytorch_lightning as pl
 import torch
-from _digits import all_digits_split, embed, knn_accuracy, quiet_trainer
-from _digits_model import METHODS, EncoderModule
-from _digits_within import EpochSnapshots, jacobian_participation_ratio, representation_participation_ratio
-from _digits_within_report import write_markdown, write_plot
-from correlation_study import LEARNING_RATES, SEEN, init_worker, load_data
+from _data import DATASETS, all_classes_split, get_dataset
+from _data_cache import DEFAULT_CACHE_DIR
+from _downstream import embed, knn_accuracy
+from _fits import init_worker, quiet_trainer
+from _methods import METHODS, EncoderModule
+from _within import EpochSnapshots, jacobian_participation_ratio, representation_participation_ratio
+from _within_report import write_markdown, write_plot
+from correlation_study import LEARNING_RATES, load_data
 from torch.utils.data import DataLoader, TensorDataset
 
 from rmqm_callback import GaussianNoise, score
 from rmqm_callback.functional.spectral import alpha_req, rankme
 
-SETUPS = ("transfer", "all-digits")
 DEFAULT_METHODS = ("cross-entropy", "nt-xent", "triplet-supervised")
 COLUMNS = (
     "setup", "method", "seed", "epoch", "train_loss", "RMQM", "D", "D_RC", "P_RC", "D_se", "D_RC_se", "P_RC_se",
@@ -61,8 +67,10 @@ COLUMNS = (
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line arguments; ``--quick`` gives small defaults that explicit arguments still override."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--dataset", choices=sorted(DATASETS), default="digits")
+    setups = setup_names(parser.parse_known_args(argv)[0].dataset)
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(DEFAULT_METHODS))
-    parser.add_argument("--setups", nargs="+", choices=SETUPS, default=list(SETUPS))
+    parser.add_argument("--setups", nargs="+", choices=setups, default=list(setups))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     parser.add_argument("--epochs", type=int, default=30, help="training epochs; checkpoints 0..epochs")
     parser.add_argument("--batch-size", type=int, default=64)
@@ -71,6 +79,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--levels", type=int, default=100, help="noise levels incl. the clean one (paper: 100)")
     parser.add_argument("--workers", type=int, default=2, help="runs trained in parallel, 1 torch thread each")
     parser.add_argument("--output-dir", type=Path, default=Path("outputs/within_run_study"))
+    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR, help="where generated data are kept")
     parser.add_argument("--quick", action="store_true", help="defaults: seed 0, 3 epochs, 64 probes, 10 levels")
     if parser.parse_args(argv).quick:
         parser.set_defaults(seeds=[0], epochs=3, probe_size=64, levels=10)
@@ -80,36 +89,32 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-@functools.lru_cache(maxsize=4)
-def all_digits_data(probe_size: int, seed: int) -> dict[str, torch.Tensor]:
-    """Set-up B: train / validation / probe split of all ten digits, as ``train_digits.py`` makes it.
+def setup_names(dataset: str) -> tuple[str, str]:
+    """The set-ups' names on a data set: ``transfer`` and ``all-<items>`` (``all-digits`` on the digits)."""
+    return "transfer", f"all-{get_dataset(dataset).items}"
 
-    1-NN accuracy is of the validation digits (``test``) against the training digits (``fit``).
+
+def setup_data(settings: dict[str, object], setup: str, seed: int) -> tuple[dict[str, torch.Tensor], int]:
+    """The tensors of a set-up and its number of training classes.
+
+    ``all-<items>``: the train / validation / probe split of every class, as ``train_digits.py`` makes it;
+    1-NN accuracy is of the validation inputs (``test``) against the training inputs (``fit``).
     """
-    data = all_digits_split(probe_size, seed)
-    return {
-        "train_x": data["train_x"],
-        "train_y": data["train_y"],
-        "probe_x": data["probe_x"],
-        "fit_x": data["train_x"],
-        "fit_y": data["train_y"],
-        "test_x": data["val_x"],
-        "test_y": data["val_y"],
-    }
-
-
-def setup_data(setup: str, probe_size: int, seed: int) -> tuple[dict[str, torch.Tensor], int]:
-    """The tensors of a set-up and its number of training classes."""
+    dataset = get_dataset(str(settings["dataset"]))
     if setup == "transfer":
-        return load_data(probe_size), len(SEEN)
-    return all_digits_data(probe_size, seed), 10
+        return load_data(settings), len(dataset.seen)
+    data = all_classes_split(dataset.name, int(settings["probe_size"]), seed, settings["cache_dir"])
+    probe = {"train_x": data["train_x"], "train_y": data["train_y"], "probe_x": data["probe_x"]}
+    downstream = {"fit_x": data["train_x"], "fit_y": data["train_y"], "test_x": data["val_x"], "test_y": data["val_y"]}
+    return {**probe, **downstream}, len(dataset.class_names)
 
 
-def train_snapshots(job: dict[str, object], settings: dict[str, int]) -> tuple[EncoderModule, EpochSnapshots]:
+def train_snapshots(job: dict[str, object], settings: dict[str, object]) -> tuple[EncoderModule, EpochSnapshots]:
     """Fit one encoder with a real Trainer, keeping the weights of epochs 0..``epochs`` in memory."""
-    data, classes = setup_data(str(job["setup"]), settings["probe_size"], int(job["seed"]))
+    data, classes = setup_data(settings, str(job["setup"]), int(job["seed"]))
     pl.seed_everything(int(job["seed"]), verbose=False)
-    model = EncoderModule(str(job["method"]), settings["embedding_dim"], "adam", LEARNING_RATES["adam"], classes)
+    method, dim = str(job["method"]), settings["embedding_dim"]
+    model = EncoderModule(method, dim, "adam", LEARNING_RATES["adam"], classes, dataset=settings["dataset"])
     loader = DataLoader(
         TensorDataset(data["train_x"], data["train_y"]), batch_size=settings["batch_size"], shuffle=True
     )
@@ -135,11 +140,11 @@ def score_checkpoint(model: EncoderModule, data: dict[str, torch.Tensor], levels
     }
 
 
-def run_job(job: dict[str, object], settings: dict[str, int]) -> tuple[list[dict[str, object]], float]:
+def run_job(job: dict[str, object], settings: dict[str, object]) -> tuple[list[dict[str, object]], float]:
     """Train one run and score all its checkpoints: one row per epoch, and the seconds it took."""
     start = time.perf_counter()
     model, snapshots = train_snapshots(job, settings)
-    data, _ = setup_data(str(job["setup"]), settings["probe_size"], int(job["seed"]))
+    data, _ = setup_data(settings, str(job["setup"]), int(job["seed"]))
     rows = []
     for epoch in sorted(snapshots.snapshots):
         model.load_state_dict(snapshots.snapshots[epoch])
@@ -148,7 +153,7 @@ def run_job(job: dict[str, object], settings: dict[str, int]) -> tuple[list[dict
     return [{key: row[key] for key in COLUMNS} for row in rows], time.perf_counter() - start
 
 
-def run_all(jobs: list[dict[str, object]], settings: dict[str, int], workers: int) -> list[dict[str, object]]:
+def run_all(jobs: list[dict[str, object]], settings: dict[str, object], workers: int) -> list[dict[str, object]]:
     """Run every job (in ``workers`` spawned processes when > 1); rows in job order, then epoch order."""
     results: dict[int, list[dict[str, object]]] = {}
 
@@ -184,7 +189,7 @@ def write_csv(rows: list[dict[str, object]], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Train and score every run, then write ``within_run.csv``, ``within_run.png`` and ``within_run.md``."""
+    """Train and score every run, then write ``within_run_<dataset>.csv``, ``.png`` and ``.md``."""
     start = time.perf_counter()
     args = parse_args(argv)
     jobs = [
@@ -194,21 +199,26 @@ def main(argv: list[str] | None = None) -> None:
         for seed in args.seeds
     ]
     settings = {
+        "dataset": args.dataset,
+        "cache_dir": args.cache_dir,
         "epochs": args.epochs,
         "batch_size": args.batch_size,
         "embedding_dim": args.embedding_dim,
         "probe_size": args.probe_size,
         "levels": args.levels,
     }
+    for setup in args.setups:  # make and cache a generated data set once, before the workers read it
+        setup_data(settings, setup, args.seeds[0])
     print(f"Training and scoring {len(jobs)} runs x {args.epochs + 1} checkpoints, {args.workers} worker(s) ...")
     rows = run_all(jobs, settings, args.workers)
     args.output_dir.mkdir(parents=True, exist_ok=True)
-    write_csv(rows, args.output_dir / "within_run.csv")
-    write_plot(rows, args.output_dir / "within_run.png")
+    stem = args.output_dir / f"within_run_{args.dataset}"
+    write_csv(rows, stem.with_suffix(".csv"))
+    write_plot(rows, stem.with_suffix(".png"))
     wall = time.perf_counter() - start
-    text = write_markdown(rows, settings, vars(args), wall, args.output_dir / "within_run.md")
+    text = write_markdown(rows, settings, vars(args), wall, stem.with_suffix(".md"))
     print("\n" + text)
-    print(f"Wrote {args.output_dir}/within_run.csv, within_run.md, within_run.png")
+    print(f"Wrote {stem}.csv, {stem.name}.md, {stem.name}.png")
     print(f"Total {wall:.0f} s.")
 
 

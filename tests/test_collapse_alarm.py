@@ -16,7 +16,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 
 from _collapse_recipe import KEYS, collapse_alarm, rankme_threshold_for
-from _digits_model import METHODS
+from _methods import METHODS
 from collapse_alarm import alarm_fit
 from pytorch_lightning.callbacks.early_stopping import EarlyStoppingReason
 

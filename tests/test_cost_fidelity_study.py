@@ -18,13 +18,13 @@ sys.path.insert(0, str(EXAMPLES))
 
 import correlation_study  # noqa: E402
 import cost_fidelity_study as cost  # noqa: E402
-from _digits_stats import pearson, spearman  # noqa: E402
+from _stats import pearson, spearman  # noqa: E402
 
 from rmqm_callback import GaussianNoise, score  # noqa: E402
 
 QUICK_JOBS = [("cross-entropy", 16), ("nt-xent", 16), ("triplet-ss", 16)]
 JOB = {"method": "nt-xent", "optimizer": "adam", "embedding_dim": 16, "seed": 0}
-SETTINGS = {"epochs": 3, "batch_size": 64, "probe_size": 256, "levels": 100}  # --quick's training
+SETTINGS = {"dataset": "digits", "epochs": 3, "batch_size": 64, "probe_size": 256, "levels": 100}  # --quick's
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +38,7 @@ def in_process():
             warnings.simplefilter("ignore")
             row = correlation_study.train_and_score(JOB, SETTINGS)
             model, _ = correlation_study.train_encoder(JOB, SETTINGS)
-        probe = correlation_study.load_data(256)["probe_x"]
+        probe = correlation_study.load_data(SETTINGS)["probe_x"]
         cheap = score(model, probe[:64], GaussianNoise(levels=10))
     finally:
         torch.set_num_threads(threads)
@@ -56,9 +56,9 @@ def quick(tmp_path_factory, in_process):
         writer.writerow(row)
     args = ["--quick", "--workers", "1", "--output-dir", "out", "--reference", "encoders.csv"]  # no spawn start-up
     stdout = run_example("cost_fidelity_study.py", *args, cwd=cwd)
-    with open(cwd / "out" / "cost_fidelity.csv", newline="") as handle:
+    with open(cwd / "out" / "cost_fidelity_digits.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
-    return rows, (cwd / "out" / "cost_fidelity.md").read_text(), stdout
+    return rows, (cwd / "out" / "cost_fidelity_digits.md").read_text(), stdout
 
 
 def table_rows(markdown):
@@ -113,7 +113,7 @@ def test_markdown_table_matches_the_csv(quick):
 def test_full_setting_reproduces_the_correlation_study(quick):
     _, markdown, out = quick
     assert "RMQM and 1-NN accuracy identical for 1 of 1 encoders (of 3)" in markdown
-    assert "Wrote out/cost_fidelity.csv, cost_fidelity.md" in out
+    assert "Wrote out/cost_fidelity_digits.csv, cost_fidelity_digits.md" in out
 
 
 def test_a_cheap_setting_is_the_first_probes_at_fewer_levels(quick, in_process):
@@ -152,3 +152,7 @@ def test_quick_defaults_and_explicit_arguments():
     )
     full = cost.parse_args([])
     assert (len(full.methods), full.dims, full.epochs, full.batch_size) == (5, [16, 32, 64, 128], 30, 64)
+    assert full.reference == ROOT / "examples" / "results" / "encoders_digits.csv"
+    glyphs = cost.parse_args(["--dataset", "glyphs", "--quick"])
+    assert (glyphs.dataset, glyphs.train_size, glyphs.epochs, glyphs.dims) == ("glyphs", 1000, 3, [16])
+    assert glyphs.reference.name == "encoders_glyphs.csv"

@@ -1,6 +1,5 @@
 """The example scripts, run as a user runs them: in a subprocess, from a fresh working directory."""
 
-import csv
 import math
 import os
 import re
@@ -119,25 +118,3 @@ def test_score_checkpoints_ranks_by_rmqm(trained):
 def test_score_checkpoints_empty_folder(tmp_path):
     with pytest.raises(SystemExit, match=r"No \*\.ckpt file under the folder"):
         score_checkpoints.main([str(tmp_path)])
-
-
-def test_correlation_study_quick(tmp_path):
-    out = run_example("correlation_study.py", "--quick", "--output-dir", "study", cwd=tmp_path)
-    study = tmp_path / "study"
-    with open(study / "encoders.csv", newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    assert len(rows) == 10  # 5 methods x 2 embedding sizes
-    assert {row["method"] for row in rows} == set(train_digits.METHODS)
-    for row in rows:
-        for key in ("RMQM", "D", "D_RC", "P_RC", "rankme", "alpha_req", "knn_accuracy", "normalised_accuracy"):
-            assert math.isfinite(float(row[key])), (key, row)
-        assert 0.0 <= float(row["normalised_accuracy"]) <= 1.0
-        assert float(row["RMQM"]) == pytest.approx(
-            math.log(1 + float(row["D"]) + 1 / float(row["D_RC"]) + 1 / float(row["P_RC"])), rel=1e-5
-        )
-    assert sorted(float(row["normalised_accuracy"]) for row in rows)[::9] == [0.0, 1.0]
-    table = (study / "correlations.md").read_text()
-    for score in ("RMQM", "D", "1/D_RC", "1/P_RC", "RankMe", "alpha-ReQ"):
-        assert re.search(rf"^\| {re.escape(score)} \| 10 \| [+-]\d\.\d\d \[", table, re.MULTILINE), score
-    assert (study / "rmqm_vs_accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "Wrote study/encoders.csv" in out

@@ -6,16 +6,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 import math
 import warnings
 
-import _digits_augment
+import _augment_images
 import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
-from _digits import embed, holdout_split, knn_accuracy, load_digits_tensors, split_indices
-from _digits_augment import augment, two_views
-from _digits_losses import nt_xent, triplet_loss_batch_hard, triplet_loss_views
-from _digits_model import METHODS, DigitsEncoder, EncoderModule
-from _digits_stats import bootstrap_ci, correlations, markdown_table, min_max, pearson, rankdata, spearman
+from _augment_images import augment
+from _data import DATASETS, holdout_split, split_indices
+from _data_digits import load_digits_tensors
+from _downstream import embed, knn_accuracy
+from _encoders import DigitsEncoder
+from _losses import nt_xent, triplet_loss_batch_hard, triplet_loss_views
+from _methods import METHODS, EncoderModule
+from _stats import bootstrap_ci, correlations, markdown_table, min_max, pearson, rankdata, spearman
 from torch.utils.data import DataLoader, TensorDataset
 
 
@@ -89,10 +92,10 @@ def test_holdout_split_bad(probe_size, val_fraction):
     "fn",
     [
         augment,
-        _digits_augment.random_affine,
-        _digits_augment.random_erasing,
-        _digits_augment.pixel_noise,
-        _digits_augment.brightness_contrast,
+        _augment_images.random_affine,
+        _augment_images.random_erasing,
+        _augment_images.pixel_noise,
+        _augment_images.brightness_contrast,
     ],
 )
 def test_augmentations_keep_shape_and_range_and_are_seeded(digits, fn):
@@ -108,6 +111,7 @@ def test_augmentations_keep_shape_and_range_and_are_seeded(digits, fn):
 
 def test_two_views_differ_but_are_deterministic(digits):
     x = digits[0][:32]
+    two_views = DATASETS["digits"].two_views
     v1, v2 = two_views(x, torch.Generator().manual_seed(5))
     w1, w2 = two_views(x, torch.Generator().manual_seed(5))
     assert torch.equal(v1, w1)
@@ -118,7 +122,7 @@ def test_two_views_differ_but_are_deterministic(digits):
 
 def test_random_erasing_zeroes_a_rectangle():
     x = torch.ones(50, 1, 8, 8)
-    out = _digits_augment.random_erasing(x, torch.Generator().manual_seed(0), p=1.0, max_size=3)
+    out = _augment_images.random_erasing(x, torch.Generator().manual_seed(0), p=1.0, max_size=3)
     erased = (out == 0).sum(dim=(1, 2, 3))
     assert erased.min() >= 1
     assert erased.max() <= 9

@@ -17,8 +17,8 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 sys.path.insert(0, str(EXAMPLES))
 
-from _digits_stats import pearson, spearman  # noqa: E402
-from _digits_within import (  # noqa: E402
+from _stats import pearson, spearman  # noqa: E402
+from _within import (  # noqa: E402
     normalized_jacobians,
     participation_ratio,
     predicted_p_rc,
@@ -38,9 +38,9 @@ def study(tmp_path_factory):
     cwd = tmp_path_factory.mktemp("within_run")
     stdout = run_example("within_run_study.py", "--quick", "--output-dir", "out", cwd=cwd)
     out = cwd / "out"
-    with open(out / "within_run.csv", newline="") as handle:
+    with open(out / "within_run_digits.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
-    return out, rows, (out / "within_run.md").read_text(), stdout
+    return out, rows, (out / "within_run_digits.md").read_text(), stdout
 
 
 def runs_of(rows):
@@ -75,7 +75,7 @@ def test_csv_has_one_row_per_checkpoint_with_consistent_numbers(study):
         assert len({row["RMQM"] for row in rows if row["setup"] == setup and row["epoch"] == "0"}) == 1
     # the weights do change: the trained checkpoints differ from the initial one
     assert len({row["RMQM"] for row in rows}) > len(SETUPS) * (EPOCHS + 1)
-    assert "Wrote out/within_run.csv, within_run.md, within_run.png" in stdout
+    assert "Wrote out/within_run_digits.csv, within_run_digits.md, within_run_digits.png" in stdout
 
 
 def test_markdown_per_run_table_is_recomputed_from_the_csv(study):
@@ -134,7 +134,7 @@ def test_markdown_score_tables_and_mechanism_are_recomputed_from_the_csv(study):
 
 def test_figure_is_written(study):
     out, *_ = study
-    assert (out / "within_run.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "within_run_digits.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_select_epoch_skips_the_initialisation_and_keeps_the_earliest_tie():

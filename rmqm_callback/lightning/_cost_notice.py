@@ -4,7 +4,7 @@
 evaluation), and compares the first evaluation with the training of its epoch before it: with
 ``val_check_interval < 1`` that is the training since the epoch began, so the share is the same
 as over a whole epoch. Above :data:`NOTICE_SHARE` it says so on process 0, with the cheaper
-settings the cost-fidelity study measured (``examples/results/cost_fidelity.md``).
+settings the cost-fidelity study measured (``examples/results/cost_fidelity_digits.md``).
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ class CostNotice:
                 f" It does {passes:,} forward passes of one probe (probes x levels), and fewer cost less:"
                 " GaussianNoise(levels=10) on 64 probes (RMQMCallback(probe=64, alterations=GaussianNoise(levels=10)))"
                 " ranked the 120 digits encoders of the cost-fidelity study like the full setting (100 levels on 256"
-                " probes; Spearman 0.99) at 0.025 of its forward passes (examples/results/cost_fidelity.md)."
+                " probes; Spearman 0.99) at 0.025 of its forward passes (examples/results/cost_fidelity_digits.md)."
             )
         often = f"every_n_epochs={every_n_epochs * 2} or more" if every_n_epochs > 1 else "every_n_epochs=n"
         return (

@@ -10,8 +10,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
-from _digits_stats import pearson, spearman
-from _digits_within import predicted_p_rc, run_statistics
+from _data import get_dataset
+from _stats import pearson, spearman
+from _within import predicted_p_rc, run_statistics
 
 Row = Mapping[str, object]
 #: Score label in the report -> CSV column.
@@ -171,22 +172,25 @@ def summary_lines(runs: Mapping[tuple, list[Row]], stats: Mapping[tuple, dict]) 
 
 
 def write_markdown(
-    rows: Sequence[Row], settings: Mapping[str, int], args: Mapping[str, object], wall_seconds: float, path: Path
+    rows: Sequence[Row], settings: Mapping[str, object], args: Mapping[str, object], wall_seconds: float, path: Path
 ) -> str:
     """Write the report to ``path`` and return its text."""
     runs = group_runs(rows)
     stats = {key: run_statistics(mine, SCORES) for key, mine in runs.items()}
     epochs = settings["epochs"]
-    text = f"""# RMQM inside one training run (digits)
+    dataset = get_dataset(str(settings["dataset"]))
+    everything, items = f"all-{dataset.items}", dataset.items
+    seen, unseen = dataset.describe(dataset.seen), dataset.describe(dataset.unseen)
+    text = f"""# RMQM inside one training run ({dataset.name})
 
 {len(runs)} runs: set-ups {", ".join(args["setups"])}; methods {", ".join(args["methods"])}; seeds {args["seeds"]}.
 Adam (lr 1e-3), embedding size {settings["embedding_dim"]}, batch size {settings["batch_size"]}, {epochs} epochs;
 checkpoints at epochs 0 (random initialisation) to {epochs}. RMQM: `rmqm_callback.score` with
-`GaussianNoise(levels={settings["levels"]})`, {settings["probe_size"]} held-out probe images (transfer: digits 0-4,
-`holdout_split(seed=0)` as in correlation_study.py; all-digits: `holdout_split(val_fraction=0.15, seed=seed)` as in
+`GaussianNoise(levels={settings["levels"]})`, {settings["probe_size"]} held-out probe images (transfer: {seen},
+`holdout_split(seed=0)` as in correlation_study.py; {everything}: `holdout_split(val_fraction=0.15, seed=seed)` as in
 train_digits.py). RankMe, alpha-ReQ and the representation PR: the probe's clean embeddings. Accuracy: 1-NN (cosine);
-transfer: digits 5-9, fit on one half and tested on the other; all-digits: validation digits against the training
-digits. Spearman coefficients are over all checkpoints 0..{epochs}. `mode="max"` / `"min"` is the checkpoint
+transfer: {unseen}, fit on one half and tested on the other; {everything}: validation {items} against the training
+{items}. Spearman coefficients are over all checkpoints 0..{epochs}. `mode="max"` / `"min"` is the checkpoint
 `ModelCheckpoint(save_top_k=1)` keeps: it only sees trained epochs 1..{epochs}, and of ties the earliest wins;
 "given up vs best" is the best trained epoch's accuracy minus the kept one's, "vs last" the last epoch's minus the
 kept one's (negative: the kept checkpoint is better than the last).

@@ -1,7 +1,9 @@
-"""Torch-only augmentations of digit batches ``(B, C, H, W)`` in [0, 1] (no torchvision).
+"""Torch-only augmentations of image batches ``(B, C, H, W)`` in [0, 1] (no torchvision): digits and glyphs.
 
 Every function takes an optional ``torch.Generator``, so a view is reproducible, and returns a batch of
-the same shape and dtype, still in [0, 1]. :func:`two_views` makes the positives of SimCLR and Triplet-SS.
+the same shape and dtype, still in [0, 1]. :func:`augment` is one random view (the positives of SimCLR
+and Triplet-SS are two of them); its erased rectangle is at most ``max_erase`` pixels a side (3 for the
+8x8 digits; the glyphs use 10 of 28, the same share of the side).
 """
 
 from __future__ import annotations
@@ -65,8 +67,10 @@ def brightness_contrast(
     return ((x - mean) * c + mean + b).clamp(0.0, 1.0)
 
 
-def augment(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+def augment(x: Tensor, generator: torch.Generator | None = None, max_erase: int = 3) -> Tensor:
     """One random view of a batch ``(B, C, H, W)`` in [0, 1]: affine, jitter, erasing, noise; stays in [0, 1].
+
+    ``max_erase``: the largest side, in pixels, of the rectangle :func:`random_erasing` may set to 0.
 
     Raises:
         ValueError: If ``x`` is not a 4-D floating tensor.
@@ -74,9 +78,4 @@ def augment(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
     if x.ndim != 4 or not x.is_floating_point():
         raise ValueError(f"`x` must be a float batch (B, C, H, W), got shape {tuple(x.shape)}, {x.dtype}.")
     x = brightness_contrast(random_affine(x, generator), generator)
-    return pixel_noise(random_erasing(x, generator), generator)
-
-
-def two_views(x: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
-    """Two independent augmented views of the batch ``x`` (SimCLR-style positives)."""
-    return augment(x, generator), augment(x, generator)
+    return pixel_noise(random_erasing(x, generator, max_size=max_erase), generator)

@@ -1,13 +1,13 @@
-"""Digits encoders built to fail: a SimSiam-like loss without stop-gradient (dimensional collapse).
+"""Encoders built to fail: a SimSiam-like loss without stop-gradient (dimensional collapse).
 
-:class:`SimSiamModule` trains the :class:`~_digits_model.DigitsEncoder` with SimSiam's symmetric negative
-cosine similarity between ``predictor(z1)`` and ``z2`` of two augmented views. With ``stop_gradient=False``
-(the default here) nothing keeps the two branches from agreeing on a constant direction, and the
-representation collapses; with ``stop_gradient=True`` it is SimSiam proper (Chen & He, 2021). ``forward``
-returns the encoder's representation ``z`` (not the predictor's output), which is what RMQM, RankMe and
-alpha-ReQ measure.
+:class:`SimSiamModule` trains a data set's encoder (``_data.DATASETS``, default the digits) with
+SimSiam's symmetric negative cosine similarity between ``predictor(z1)`` and ``z2`` of two augmented
+views. With ``stop_gradient=False`` (the default here) nothing keeps the two branches from agreeing on a
+constant direction, and the representation collapses; with ``stop_gradient=True`` it is SimSiam proper
+(Chen & He, 2021). ``forward`` returns the encoder's representation ``z`` (not the predictor's output),
+which is what RMQM, RankMe and alpha-ReQ measure.
 
-The diverging runs need no class of their own: they are :class:`~_digits_model.EncoderModule` with a far
+The diverging runs need no class of their own: they are :class:`~_methods.EncoderModule` with a far
 too high learning rate (see ``collapse_explore.py``).
 """
 
@@ -16,8 +16,8 @@ from __future__ import annotations
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from _digits_augment import two_views
-from _digits_model import OPTIMIZERS, DigitsEncoder, make_optimizer
+from _data import get_dataset
+from _methods import OPTIMIZERS, make_optimizer
 from torch import Tensor, nn
 
 
@@ -27,7 +27,7 @@ def negative_cosine(p: Tensor, z: Tensor, stop_gradient: bool) -> Tensor:
 
 
 class SimSiamModule(pl.LightningModule):
-    """SimSiam-like training of a :class:`DigitsEncoder`; ``stop_gradient=False`` makes it collapse.
+    """SimSiam-like training of data set ``dataset``'s encoder; ``stop_gradient=False`` makes it collapse.
 
     Loss: ``(negative_cosine(h(z1), z2) + negative_cosine(h(z2), z1)) / 2`` with ``h`` a bottleneck MLP
     predictor (``d -> predictor_dim -> d``, BatchNorm and ReLU in the middle) and ``z1``, ``z2`` the
@@ -44,12 +44,14 @@ class SimSiamModule(pl.LightningModule):
         lr: float = 1e-3,
         stop_gradient: bool = False,
         predictor_dim: int = 16,
+        dataset: str = "digits",
     ) -> None:
         super().__init__()
         if optimizer not in OPTIMIZERS:
             raise ValueError(f"`optimizer` must be one of {OPTIMIZERS}, got {optimizer!r}.")
+        self.data = get_dataset(dataset)
         self.save_hyperparameters()
-        self.encoder = DigitsEncoder(embedding_dim)
+        self.encoder = self.data.encoder(embedding_dim)
         self.predictor = nn.Sequential(
             nn.Linear(embedding_dim, predictor_dim, bias=False),
             nn.BatchNorm1d(predictor_dim),
@@ -61,7 +63,7 @@ class SimSiamModule(pl.LightningModule):
         return self.encoder(x)
 
     def _loss(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
-        v1, v2 = two_views(x, generator)
+        v1, v2 = self.data.two_views(x, generator)
         z1, z2 = self(v1), self(v2)
         stop = self.hparams.stop_gradient
         return (negative_cosine(self.predictor(z1), z2, stop) + negative_cosine(self.predictor(z2), z1, stop)) / 2

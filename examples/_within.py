@@ -16,7 +16,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from _digits_stats import spearman
+from _stats import spearman
 from pytorch_lightning.callbacks import Callback
 from torch import Tensor, nn
 from typing_extensions import override

@@ -1,8 +1,9 @@
-"""A LeNet-like digits encoder and the LightningModule that trains it with one of the paper's five methods.
+"""The LightningModule that trains a data set's encoder with one of the paper's five methods.
 
 Methods: cross-entropy, NT-Xent (SimCLR), triplet-supervised (label-mined triplets), triplet-SS (triplets
 on augmented views) and triplet-entropy (triplet + cross-entropy); optimizers: Adam, or SGD with Nesterov
-momentum. ``forward`` returns the representation, which is what RMQM measures.
+momentum. The encoder and the augmentations are the data set's (``_data.DATASETS``; default the digits).
+``forward`` returns the representation, which is what RMQM measures.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from _digits_augment import two_views
-from _digits_losses import nt_xent, triplet_loss_batch_hard, triplet_loss_views
-from torch import Tensor, nn
+from _data import get_dataset
+from _losses import nt_xent, triplet_loss_batch_hard, triplet_loss_views
+from torch import Tensor
 
 METHODS = ("cross-entropy", "nt-xent", "triplet-supervised", "triplet-ss", "triplet-entropy")
 SELF_SUPERVISED = ("nt-xent", "triplet-ss")
@@ -22,41 +23,11 @@ WITH_CLASSIFIER = ("cross-entropy", "triplet-entropy")
 OPTIMIZERS = ("adam", "sgd")
 
 
-def _conv_block(c_in: int, c_out: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU())
-
-
-class DigitsEncoder(nn.Module):
-    """LeNet-like encoder for 1x8x8 digits: ``backbone`` gives ``(B, embedding_dim)`` representations.
-
-    ``classifier`` (a linear head on the representation) exists only when ``num_classes`` is given.
-    """
-
-    def __init__(self, embedding_dim: int = 64, num_classes: int | None = None) -> None:
-        super().__init__()
-        if embedding_dim < 1:
-            raise ValueError(f"`embedding_dim` must be >= 1, got {embedding_dim}.")
-        self.embedding_dim = embedding_dim
-        self.backbone = nn.Sequential(
-            _conv_block(1, 16),
-            _conv_block(16, 32),
-            nn.MaxPool2d(2),  # 8x8 -> 4x4
-            _conv_block(32, 64),
-            nn.MaxPool2d(2),  # 4x4 -> 2x2
-            nn.Flatten(),
-            nn.Linear(64 * 2 * 2, embedding_dim),
-        )
-        self.classifier = nn.Linear(embedding_dim, num_classes) if num_classes else None
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.backbone(x)
-
-
 class EncoderModule(pl.LightningModule):
-    """Train a :class:`DigitsEncoder` with one of the paper's five methods; ``forward`` is the representation.
+    """Train data set ``dataset``'s encoder with one of the paper's five methods; ``forward`` is the representation.
 
     Raises:
-        ValueError: If ``method`` or ``optimizer`` is not one of the allowed values.
+        ValueError: If ``method``, ``optimizer`` or ``dataset`` is not one of the allowed values.
     """
 
     def __init__(
@@ -68,14 +39,16 @@ class EncoderModule(pl.LightningModule):
         num_classes: int = 10,
         temperature: float = 0.5,
         margin: float = 0.2,
+        dataset: str = "digits",
     ) -> None:
         super().__init__()
         if method not in METHODS:
             raise ValueError(f"`method` must be one of {METHODS}, got {method!r}.")
         if optimizer not in OPTIMIZERS:
             raise ValueError(f"`optimizer` must be one of {OPTIMIZERS}, got {optimizer!r}.")
+        self.data = get_dataset(dataset)
         self.save_hyperparameters()
-        self.encoder = DigitsEncoder(embedding_dim, num_classes if method in WITH_CLASSIFIER else None)
+        self.encoder = self.data.encoder(embedding_dim, num_classes if method in WITH_CLASSIFIER else None)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.encoder(x)
@@ -83,7 +56,7 @@ class EncoderModule(pl.LightningModule):
     def _loss(self, x: Tensor, y: Tensor, generator: torch.Generator | None) -> Tensor:
         method, margin = self.hparams.method, self.hparams.margin
         if method in SELF_SUPERVISED:
-            v1, v2 = two_views(x, generator)
+            v1, v2 = self.data.two_views(x, generator)
             z1, z2 = self(v1), self(v2)
             if method == "nt-xent":
                 return nt_xent(z1, z2, self.hparams.temperature)

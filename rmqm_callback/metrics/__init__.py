@@ -1,9 +1,10 @@
-r"""Layer 2, the metrics: ``RMQM`` and ``SpectralScores`` as ``torchmetrics.Metric``\ s, and their float64 state rule.
+r"""Layer 2, the metrics: ``RMQM``, ``SpectralScores``, ``KNNAccuracy`` as ``torchmetrics.Metric``\ s; float64 states.
 
 Imports only the functional core (``rmqm_callback.functional``) and the key names (``rmqm_callback.keys``).
 """
 
+from rmqm_callback.metrics.knn import KNNAccuracy
 from rmqm_callback.metrics.rmqm import RMQM
 from rmqm_callback.metrics.spectral import SpectralScores
 
-__all__ = ["RMQM", "SpectralScores"]
+__all__ = ["RMQM", "KNNAccuracy", "SpectralScores"]

@@ -83,15 +83,16 @@ def _run_scenarios(rank: int) -> dict:
     return results
 
 
-def _worker(rank: int, port: int, out_dir: str) -> None:
+def _worker(rank: int, port: int, out_dir: str, world_size: int = WORLD_SIZE, run=_run_scenarios) -> None:
+    """One rank: ``run(rank)`` inside a gloo group of ``world_size`` processes, its results saved."""
     os.environ["MASTER_ADDR"] = "127.0.0.1"
     os.environ["MASTER_PORT"] = str(port)
     torch.set_num_threads(1)
     try:
         dist.init_process_group(
-            "gloo", rank=rank, world_size=WORLD_SIZE, timeout=datetime.timedelta(seconds=TIMEOUT_S / 2)
+            "gloo", rank=rank, world_size=world_size, timeout=datetime.timedelta(seconds=TIMEOUT_S / 2)
         )
-        results = _run_scenarios(rank)
+        results = run(rank)
         # results first, then tear down together: a rank that leaves early can abort the other's gloo threads
         path = os.path.join(out_dir, f"rank{rank}.pt")
         torch.save(results, path + ".tmp")
@@ -110,17 +111,18 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _launch(out_dir) -> str | None:
+def _launch(out_dir, world_size: int = WORLD_SIZE, run=_run_scenarios) -> str | None:
     """Run the ranks once; ``None`` when every rank wrote its results, else what went wrong."""
     context = mp.start_processes(
-        _worker, args=(_free_port(), str(out_dir)), nprocs=WORLD_SIZE, join=False, start_method="spawn"
-    )
+        _worker, args=(_free_port(), str(out_dir), world_size, run), nprocs=world_size, join=False,
+        start_method="spawn",
+    )  # fmt: skip
     deadline = time.monotonic() + TIMEOUT_S
     problem = None
     try:
         while not context.join(timeout=1):
             if time.monotonic() > deadline:
-                problem = f"the {WORLD_SIZE}-process run did not finish within {TIMEOUT_S} s"
+                problem = f"the {world_size}-process run did not finish within {TIMEOUT_S} s"
                 break
     except mp.ProcessRaisedException as error:
         problem = f"a rank raised:\n{error}"
@@ -134,24 +136,29 @@ def _launch(out_dir) -> str | None:
                 process.join(5)
     if problem is not None and list(out_dir.glob("*.error")):
         pytest.fail(problem)  # a Python error in a rank is a real failure: no retry
-    written = all((out_dir / f"rank{rank}.pt").exists() for rank in range(WORLD_SIZE))
+    written = all((out_dir / f"rank{rank}.pt").exists() for rank in range(world_size))
     if problem is not None and not written:
         return problem
     return None  # all results written (a crash inside gloo's teardown after that does not matter here)
 
 
-@pytest.fixture(scope="module")
-def ddp_results(tmp_path_factory):
+def run_ranks(tmp_path_factory, world_size: int = WORLD_SIZE, run=_run_scenarios) -> list:
+    """Every rank's results of ``run(rank)`` in a real gloo group of ``world_size`` processes (one retry)."""
     if not dist.is_available() or not dist.is_gloo_available():
         pytest.skip("torch.distributed with gloo is not available")
     problems = []
     for attempt in range(2):  # one retry, for a lost port race or a transport failure of the machine
         out_dir = tmp_path_factory.mktemp(f"ddp{attempt}")
-        problem = _launch(out_dir)
+        problem = _launch(out_dir, world_size, run)
         if problem is None:
-            return [torch.load(out_dir / f"rank{rank}.pt") for rank in range(WORLD_SIZE)]
+            return [torch.load(out_dir / f"rank{rank}.pt") for rank in range(world_size)]
         problems.append(problem)
     pytest.fail("\n".join(problems))
+
+
+@pytest.fixture(scope="module")
+def ddp_results(tmp_path_factory):
+    return run_ranks(tmp_path_factory)
 
 
 def _single_process(name: str) -> tuple[dict, dict]:

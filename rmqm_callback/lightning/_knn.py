@@ -22,7 +22,7 @@ def knn_unlogged(prefix: str, knn: Any, probe: Probe | None) -> dict[str, str]:
         >>> import torch
         >>> knn_unlogged("rmqm", True, Probe(torch.zeros(4, 2), torch.arange(4)))
         {}
-        >>> print(knn_unlogged("rmqm", True, Probe(torch.zeros(4, 2)))["rmqm/knn_accuracy"][:70])
+        >>> print(knn_unlogged("rmqm", True, Probe(torch.zeros(4, 2)))["rmqm/knn_accuracy"][:69])
         a monitor watches 'rmqm/knn_accuracy', the k-NN accuracy of the probe
     """
     key = callback_key(prefix, KNN_ACCURACY_KEY)

@@ -1,4 +1,4 @@
-"""Train a digits encoder with RMQMCallback: TensorBoard logs, a collapse alarm, checkpoints, a per-epoch table.
+"""Train a digits encoder with RMQMCallback: TensorBoard (or W&B, MLflow) logs, a collapse alarm, a per-epoch table.
 
 The probe is a held-out split of scikit-learn's bundled 8x8 digits (no download, no labels used by
 RMQM). Every epoch the callback alters the probe with white noise of growing strength, embeds every
@@ -14,11 +14,16 @@ Run from the repository root::
     python examples/train_digits.py                      # SimCLR (NT-Xent), about 30 s on 2 CPU cores
     python examples/train_digits.py --method cross-entropy --early-stopping 3
     tensorboard --logdir lightning_logs
+    WANDB_MODE=offline python examples/train_digits.py --logger wandb     # pip install -e ".[loggers]"
+    python examples/train_digits.py --logger mlflow                       # to lightning_logs/mlflow.db
+
+What each logger shows, and where: docs/loggers.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -32,7 +37,7 @@ from _collapse_recipe import collapse_alarm, rankme_threshold_for
 from _digits import all_digits_split, quiet_lightning
 from _digits_model import METHODS, OPTIMIZERS, EncoderModule
 from pytorch_lightning.callbacks import Callback, EarlyStopping, ModelCheckpoint
-from pytorch_lightning.loggers import TensorBoardLogger
+from pytorch_lightning.loggers import Logger, MLFlowLogger, TensorBoardLogger, WandbLogger
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 from torch.utils.data import DataLoader, TensorDataset
 from typing_extensions import override
@@ -42,6 +47,8 @@ from rmqm_callback.keys import D_KEY, D_RC_KEY, P_RC_KEY, RMQM_KEY, SECONDS_KEY,
 
 PREFIX, ALTERATION = "rmqm", "noise"
 MONITOR = metric_key(PREFIX, ALTERATION, RMQM_KEY)  # "rmqm/noise/RMQM"
+LOGGERS = ("tensorboard", "wandb", "mlflow")
+PROJECT = "rmqm-digits"  # the W&B project and the MLflow experiment
 #: (header, key in trainer.callback_metrics, format) of each column of the per-epoch table.
 COLUMNS = (
     ("epoch", None, "{:>5d}"),
@@ -107,7 +114,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--save-top-k", type=int, default=3, help="checkpoints kept, highest RMQM first (and the last)")
     parser.add_argument("--no-alarm", action="store_true", help="no collapse alarm (EarlyStopping on RankMe)")
-    parser.add_argument("--log-dir", default="lightning_logs", help="TensorBoard save_dir (default lightning_logs)")
+    parser.add_argument(
+        "--logger", nargs="+", choices=LOGGERS, default=["tensorboard"], help="one or more (default tensorboard)"
+    )
+    parser.add_argument("--log-dir", default="lightning_logs", help="the loggers' save_dir (default lightning_logs)")
+    parser.add_argument(
+        "--mlflow-uri",
+        default=None,
+        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else <log dir>/mlflow.db)",
+    )
     parser.add_argument("--output-dir", default=None, help="checkpoint folder (default: <run log dir>/checkpoints)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest for this tiny model)")
     parser.add_argument("--quick", action="store_true", help="smoke-run defaults: 2 epochs, 64 probes, 10 levels, d=16")
@@ -127,6 +142,46 @@ def make_loaders(args: argparse.Namespace) -> tuple[DataLoader, DataLoader, torc
     return train_loader, val_loader, data["probe_x"]
 
 
+def mlflow_uri(args: argparse.Namespace) -> str:
+    """``--mlflow-uri``, else ``$MLFLOW_TRACKING_URI``, else SQLite in the log dir (MLflow 3 refuses ./mlruns)."""
+    default = f"sqlite:///{Path(args.log_dir).resolve() / 'mlflow.db'}"
+    return args.mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI") or default
+
+
+def make_loggers(args: argparse.Namespace) -> list[Logger]:
+    """The ``--logger`` loggers, each writing under ``--log-dir`` (MLflow: unless told another tracking URI)."""
+    loggers: list[Logger] = []
+    for name in dict.fromkeys(args.logger):
+        if name == "tensorboard":
+            loggers.append(TensorBoardLogger(save_dir=args.log_dir, name=args.method, default_hp_metric=False))
+        elif name == "wandb":  # online, or offline with WANDB_MODE=offline
+            loggers.append(WandbLogger(save_dir=args.log_dir, project=PROJECT, name=args.method))
+        else:
+            artifacts = (Path(args.log_dir).resolve() / "mlflow-artifacts").as_uri()  # a new experiment's figures
+            loggers.append(
+                MLFlowLogger(PROJECT, run_name=args.method, tracking_uri=mlflow_uri(args), artifact_location=artifacts)
+            )
+    return loggers
+
+
+def where_to_look(logger: Logger, args: argparse.Namespace) -> list[str]:
+    """Where the run's values are, for each logger."""
+    if isinstance(logger, TensorBoardLogger):
+        return [f"TensorBoard logs:  {logger.log_dir}", f"Open TensorBoard:  tensorboard --logdir {args.log_dir}"]
+    if isinstance(logger, WandbLogger):
+        run = logger.experiment
+        if run.offline:
+            folder = Path(run.dir).parent
+            return [f"W&B offline run:   {folder}", f"Upload it:         wandb sync {folder}"]
+        return [f"W&B run:           {run.url}"]
+    assert isinstance(logger, MLFlowLogger)
+    uri = mlflow_uri(args)
+    lines = [f"MLflow run:        {logger.run_id} (experiment {PROJECT!r}, {uri})"]
+    if uri.startswith("sqlite:"):
+        lines.append(f"Open MLflow:       mlflow ui --backend-store-uri {uri}")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     quiet_lightning()
@@ -135,7 +190,7 @@ def main(argv: list[str] | None = None) -> None:
     train_loader, val_loader, probe = make_loaders(args)
     model = EncoderModule(args.method, args.embedding_dim, args.optimizer, lr=args.lr)
 
-    logger = TensorBoardLogger(save_dir=args.log_dir, name=args.method, default_hp_metric=False)
+    loggers = make_loggers(args)
     checkpoint = ModelCheckpoint(
         dirpath=args.output_dir,
         monitor=MONITOR,
@@ -161,7 +216,8 @@ def main(argv: list[str] | None = None) -> None:
         max_epochs=args.epochs,
         accelerator="auto",
         devices=1,
-        logger=logger,
+        logger=loggers,
+        default_root_dir=args.log_dir,  # checkpoints go under it when the first logger keeps no files (MLflow)
         callbacks=callbacks,
         enable_progress_bar=False,
         enable_model_summary=False,
@@ -178,13 +234,16 @@ def main(argv: list[str] | None = None) -> None:
     if not trainer.is_global_zero:
         return
     print(f"\nDone in {time.perf_counter() - start:.1f} s ({trainer.current_epoch} epochs).")
-    print(f"TensorBoard logs:  {logger.log_dir}")
+    for logger in loggers:
+        print(*where_to_look(logger, args), sep="\n")
     if checkpoint.best_model_path:
         score = float(checkpoint.best_model_score)
         print(f"Highest RMQM:      {checkpoint.best_model_path} ({MONITOR} = {score:.4f}; an early epoch, see README)")
         print(f"Last checkpoint:   {last.best_model_path}")
-    print(f"Open TensorBoard:  tensorboard --logdir {args.log_dir}")
     print(f"Rank checkpoints:  python examples/score_checkpoints.py {Path(checkpoint.dirpath)}")
+    for logger in loggers:
+        if isinstance(logger, WandbLogger):
+            logger.experiment.finish()  # now, so that the run's files are complete when the script ends
 
 
 if __name__ == "__main__":

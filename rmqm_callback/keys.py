@@ -11,7 +11,7 @@ shows the collapse signals first, then the k-NN accuracy (before every alteratio
 after ``knn_accuracy``, such as ``noise`` and ``pgd``), then each alteration's ``D``, ``D_RC``,
 ``P_RC`` and ``RMQM``, then the left-out shares, and the standard errors and seconds last.
 
-Example:
+Examples:
     >>> metric_key("rmqm", "noise", RMQM_KEY)
     'rmqm/noise/RMQM'
     >>> metric_key("rmqm", "noise", se_key(D_RC_KEY))

@@ -22,7 +22,7 @@ Made = TypeVar("Made")
 def idle_cores() -> int:
     """Cores this process may run on beyond torch's intra-op threads (0 or less: none idle).
 
-    Example:
+    Examples:
         >>> isinstance(idle_cores(), int)
         True
 
@@ -42,7 +42,7 @@ def made_ahead(make: Callable[[Item], Made], items: Sequence[Item]) -> Generator
     exception raised by ``make`` is raised here, when its item is due. Closing the iterator early
     waits for the call in flight and makes nothing more.
 
-    Example:
+    Examples:
         >>> list(made_ahead(lambda x: x * x, [1, 2, 3]))
         [1, 4, 9]
 

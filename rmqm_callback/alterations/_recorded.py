@@ -5,7 +5,7 @@ configures them in; callables (``embed``, ``preprocess``, a PGD ``loss``) as ``"
 when they can be imported back (a module-level function or class), and as unrecorded (with their
 ``repr``) otherwise: a lambda or a closure cannot be rebuilt from a checkpoint.
 
-Example:
+Examples:
     >>> from rmqm_callback import GaussianNoise
     >>> spec = alteration_spec(GaussianNoise(levels=5))
     >>> spec["class_path"], spec["init_args"]["levels"]

@@ -121,7 +121,7 @@ class InputAlteration(Alteration):
             ones. Same numbers either way. ``False`` by default; :class:`GaussianNoise` sets it.
             Set it to ``False`` on an instance to keep its alterations on the caller's thread.
 
-    Example:
+    Examples:
         >>> import torch
         >>> class Dim(InputAlteration):
         ...     '''Darken images: level j multiplies pixels by 1 - j / levels.'''

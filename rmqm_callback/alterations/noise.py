@@ -47,7 +47,7 @@ class GaussianNoise(InputAlteration):
         TypeError / ValueError: ``levels < 3``, ``max_std <= 0`` (no noise: every level would be the
             input), ``clip`` with ``lo >= hi``.
 
-    Example:
+    Examples:
         >>> import torch
         >>> noise = GaussianNoise(levels=5, max_std=0.4)
         >>> noise.strengths()

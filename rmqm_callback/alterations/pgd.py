@@ -65,7 +65,7 @@ class PGD(Alteration):
         TypeError / ValueError: ``levels < 3``, ``step_size <= 0`` or ``radius <= 0`` (the attack
             would not move), ``clip`` with ``lo >= hi``, a ``loss`` that is not callable.
 
-    Example:
+    Examples:
         >>> import torch
         >>> from torch import nn
         >>> from rmqm_callback.evaluation.encoder import Encoder

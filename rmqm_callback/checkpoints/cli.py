@@ -1,9 +1,10 @@
 """The ``rmqm`` command: ``rmqm score PATH... --module MODULE:CLASS`` ranks checkpoints by RMQM.
 
-Example::
-
+Examples:
+    ```bash
     rmqm score lightning_logs/version_0/checkpoints --module my_project.models:Encoder
     python -m rmqm_callback score run.ckpt --module my_project.models:Encoder --json
+    ```
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     score.add_argument("--device", default="cpu", help="where to evaluate (default: cpu)")
     score.add_argument("--embed", metavar="NAME", help="submodule name or MODULE:NAME (default: recorded)")
     score.add_argument("--preprocess", metavar="MODULE:NAME", help="input preprocessing (default: recorded)")
-    score.add_argument("--knn", type=int, metavar="K", help="k of the k-NN accuracy of a labelled probe (default: recorded)")
+    score.add_argument("--knn", type=int, metavar="K", help="k of a labelled probe's k-NN accuracy (default: recorded)")
     score.add_argument("--json", action="store_true", help="print a JSON list of results instead of a table")
     score.add_argument("--no-progress", action="store_true", help="no progress bar over the checkpoints")
     return parser

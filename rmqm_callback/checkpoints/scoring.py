@@ -20,17 +20,23 @@ from typing import Any
 import torch
 from torch import nn
 
-from rmqm_callback.evaluation._stream import check_set_up, guest_of, measure
-from rmqm_callback.lightning._probe_state import fingerprint, record_from_state, stored_probe
-from rmqm_callback.alterations._recorded import UNRECORDED, alteration_spec, rebuild_alteration, rebuild_callable, resolve
 from rmqm_callback.alterations import GaussianNoise
+from rmqm_callback.alterations._recorded import (
+    UNRECORDED,
+    alteration_spec,
+    rebuild_alteration,
+    rebuild_callable,
+    resolve,
+)
+from rmqm_callback.evaluation._stream import check_set_up, guest_of, measure
 from rmqm_callback.evaluation.encoder import Encoder
+from rmqm_callback.evaluation.probe import Probe
 from rmqm_callback.functional._checks import check_int
 from rmqm_callback.functional.knn import DEFAULT_KNN_K, class_labels_problem
 from rmqm_callback.keys import KNN_ACCURACY_KEY
+from rmqm_callback.lightning._probe_state import fingerprint, record_from_state, stored_probe
 from rmqm_callback.metrics._clean_level import CleanLevelScores
 from rmqm_callback.metrics.rmqm import RMQM
-from rmqm_callback.evaluation.probe import Probe
 
 #: The result keys each row carries, besides where it comes from.
 RESULT_KEYS = ("RMQM", "D", "D_RC", "P_RC", "D_se", "D_RC_se", "P_RC_se", "num_probes")
@@ -172,7 +178,7 @@ def _representations_finite(
 
 
 def _knn_of(recorded: dict[str, Any], knn: int | None, probe: Probe, path: Path, notes: list[str]) -> int | None:
-    """The k of the k-NN accuracy (``knn``, else the recorded one), ``None`` for none or a probe without class labels."""
+    """The k of the k-NN accuracy (``knn``, else the recorded one); ``None``: none, or a probe without class labels."""
     k = knn if knn is not None else recorded.get("knn", DEFAULT_KNN_K)  # checkpoints before 0.3: the default
     problem = None if k is None else class_labels_problem(probe.labels)
     if problem is not None and knn is not None:

@@ -19,7 +19,7 @@ import torch
 def untouched_random_streams(device: torch.device | None = None) -> Iterator[None]:
     """Restore torch's CPU (and ``device``'s CUDA), Python's and NumPy's global random states on exit.
 
-    Example:
+    Examples:
         >>> state = random.getstate()
         >>> with untouched_random_streams():
         ...     _ = random.random(), np.random.rand(), torch.rand(1)

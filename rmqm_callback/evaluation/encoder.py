@@ -80,7 +80,7 @@ class Encoder:
         TypeError: ``model`` is not an ``nn.Module``; ``embed`` or ``preprocess`` has a wrong type.
         ValueError: ``embed`` names no submodule of ``model``.
 
-    Example:
+    Examples:
         >>> import torch
         >>> from torch import nn
         >>> model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))

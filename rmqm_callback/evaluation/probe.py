@@ -68,7 +68,7 @@ class Probe:
         TypeError: ``inputs`` or ``labels`` is not a tensor.
         ValueError: no probes, or labels of another length.
 
-    Example:
+    Examples:
         >>> import torch
         >>> probe = Probe(torch.zeros(5, 3))
         >>> [batch.indices.tolist() for batch in probe.blocks(2, rank=0, world_size=2)]

@@ -76,7 +76,7 @@ def score(
             alteration whose output is not like its input, or a representation the ``embed``
             rule cannot make ``(batch, d)``.
 
-    Example:
+    Examples:
         >>> import torch
         >>> from torch import nn
         >>> from rmqm_callback import GaussianNoise, score

@@ -19,7 +19,7 @@ from torch import Tensor
 def moments(values: Tensor, present: Tensor | None = None) -> Tensor:
     """Moments over dim 0 of ``values`` ``(n, ...)``, counting only where ``present`` (all by default).
 
-    Example:
+    Examples:
         >>> moments(torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64))
         tensor([3., 6., 2.], dtype=torch.float64)
 
@@ -46,7 +46,7 @@ def _merge_pair(first: Tensor, second: Tensor) -> Tensor:
 def merge_moments(stacked: Tensor) -> Tensor:
     """Merge moments stacked along dim 0 (``(k, 3, ...)`` -> ``(3, ...)``): the ``dist_reduce_fx`` of the states.
 
-    Example:
+    Examples:
         >>> halves = torch.stack([moments(torch.tensor([1.0, 2.0])), moments(torch.tensor([3.0]))])
         >>> merge_moments(halves)
         tensor([3., 6., 2.])

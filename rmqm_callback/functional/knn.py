@@ -30,7 +30,7 @@ def knn_k(knn: Any) -> int | None:
         TypeError: ``knn`` is neither a bool nor an int.
         ValueError: ``knn`` is an int below 1.
 
-    Example:
+    Examples:
         >>> knn_k(True), knn_k(False), knn_k(5)
         (1, None, 5)
     """
@@ -59,7 +59,7 @@ def knn_for_probe(knn: Any, labels: Any, size: int | None, owner: str) -> int | 
     Raises:
         ValueError: ``knn=k`` for a probe without class labels; ``size <= k`` (leave-one-out needs ``k`` others).
 
-    Example:
+    Examples:
         >>> import torch
         >>> knn_for_probe(True, torch.tensor([0, 1, 1]), 3, "score()"), knn_for_probe(True, None, 3, "score()")
         (1, None)
@@ -223,7 +223,7 @@ def knn_accuracy(representations: Tensor, labels: Tensor, k: int = DEFAULT_KNN_K
         TypeError: ``representations`` is not floating; ``labels`` is not a tensor, or floating.
         ValueError: a shape does not fit, ``N <= k``, ``k < 1``, or a representation is not finite.
 
-    Example:
+    Examples:
         >>> import torch
         >>> from rmqm_callback.functional import knn_accuracy
         >>> x = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9], [0.8, 0.3]])

@@ -73,7 +73,7 @@ def prepare_embeddings(embeddings: Tensor, normalize: bool) -> Tensor:
     float64 vectors are divided by their largest magnitude before their norm is taken. A zero
     vector stays zero.
 
-    Example:
+    Examples:
         >>> import torch
         >>> tiny = torch.tensor([[3e-30, 4e-30], [0.0, 0.0]])  # its squares underflow in float32
         >>> prepare_embeddings(tiny, normalize=True)
@@ -301,7 +301,7 @@ def rmqm(embeddings: Tensor, *, convention: str = "paper", normalize: bool = Tru
         TypeError: ``embeddings`` is not a floating tensor.
         ValueError: wrong shape, ``L < 3``, no probes, non-finite values or unknown ``convention``.
 
-    Example:
+    Examples:
         >>> import torch
         >>> from rmqm_callback.functional import rmqm
         >>> # one probe whose representation moves 1, 3 and 4 away from the original

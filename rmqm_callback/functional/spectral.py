@@ -88,7 +88,7 @@ def rankme(embeddings: Tensor, eps: float = 1e-7) -> Tensor:
         ValueError: If ``embeddings`` is not 2-D, has fewer than 2 rows, holds a NaN/inf, or is all zeros;
             or if ``eps`` is negative or not finite.
 
-    Example:
+    Examples:
         >>> import torch
         >>> from rmqm_callback.functional.spectral import rankme
         >>> round(rankme(torch.eye(8, 4)).item(), 4)
@@ -179,7 +179,7 @@ def alpha_req(embeddings: Tensor, *, fit_range: tuple[float, float] | None = Non
         ValueError: If ``embeddings`` is not 2-D, has fewer than 2 rows or holds a NaN/inf; if ``fit_range``
             is out of order or outside ``[0, 1]``; or if fewer than 2 nonzero eigenvalues fall in the fit.
 
-    Example:
+    Examples:
         >>> import torch
         >>> from rmqm_callback.functional.spectral import alpha_req
         >>> eigenvalues = torch.arange(1, 6, dtype=torch.float64) ** -1.5  # lambda_k = k^-1.5

@@ -26,7 +26,7 @@ class HeldProbe:
         probe: what the callback was given (an int ``n``: the first ``n`` samples of the data).
         checkpoint_probe_mib: the most MiB of probe a checkpoint stores.
 
-    Example:
+    Examples:
         >>> import torch
         >>> held = HeldProbe(torch.zeros(4, 3), checkpoint_probe_mib=16)
         >>> held.state()["size"], held.state()["inputs"].shape

@@ -18,7 +18,7 @@ from rmqm_callback.keys import KNN_ACCURACY_KEY, callback_key
 def knn_unlogged(prefix: str, knn: Any, probe: Probe | None) -> dict[str, str]:
     """``{key: why}`` for the k-NN accuracy key when the callback does not log it; ``{}`` when it does (or may).
 
-    Example:
+    Examples:
         >>> import torch
         >>> knn_unlogged("rmqm", True, Probe(torch.zeros(4, 2), torch.arange(4)))
         {}

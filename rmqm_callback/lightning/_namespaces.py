@@ -6,7 +6,7 @@ decision of this package goes through :func:`classes`, which returns the class o
 every installed namespace, and :class:`LightningCallback` is a ``Callback`` of each of them, so
 one ``RMQMCallback`` works with either ``Trainer`` and with both ``LightningCLI``s.
 
-Example:
+Examples:
     >>> import pytorch_lightning
     >>> pytorch_lightning.callbacks.EarlyStopping in classes("callbacks", "EarlyStopping")
     True

@@ -7,7 +7,7 @@ order, of the ``source`` data, that is dataset indices ``0 .. size - 1``) and a 
 inputs and labels, so that a resumed run rebuilds the probe from the data and can tell whether
 the data are the same.
 
-Example:
+Examples:
     >>> import torch
     >>> probe = Probe(torch.zeros(4, 3))
     >>> record = probe_record(probe, source="given", requested=None, budget_bytes=0)

@@ -36,7 +36,7 @@ class EvaluationSchedule:
         validation_every: ``Trainer(check_val_every_n_epoch)``; ``None`` when validation runs
             every so many training steps, across epochs.
 
-    Example:
+    Examples:
         >>> schedule = EvaluationSchedule(every_n_epochs=2, at_validation=True, validation_every=3)
         >>> [epoch for epoch in range(12) if schedule.evaluates(epoch)], schedule.first_epoch()
         ([5, 11], 5)

@@ -1,4 +1,4 @@
-"""What the callback adds to TensorBoard beyond scalars: the curves figure, and a layout with RMQM first.
+"""The Custom Scalars layout the callback writes to TensorBoard, RMQM first (the figure: :mod:`._loggers`).
 
 Scalars go through ``pl_module.log`` like any metric. TensorBoard's default dashboard sorts the
 charts of the ``{prefix}`` group by name (see :mod:`rmqm_callback.keys`); its *Custom Scalars*
@@ -27,17 +27,6 @@ from rmqm_callback.keys import (
     SE_PREFIX,
     SECONDS_KEY,
 )
-from rmqm_callback.lightning._namespaces import Trainer, is_instance
-
-
-def tensorboard_loggers(trainer: Trainer) -> list[Any]:
-    """The trainer's ``TensorBoardLogger``s, of either Lightning namespace."""
-    return [logger for logger in trainer.loggers if is_instance(logger, "loggers", "TensorBoardLogger")]
-
-
-def epoch_log_step(trainer: Trainer) -> int:
-    """The step at which Lightning logs this epoch's epoch-end metrics (the x of their TensorBoard points)."""
-    return int(getattr(trainer.fit_loop.epoch_loop, "_batches_that_stepped", trainer.global_step))
 
 
 def _chart(tags: Iterable[str]) -> list[Any]:
@@ -49,7 +38,7 @@ def layout(
 ) -> dict[str, dict[str, list[Any]]]:
     """The Custom Scalars layout: ``{category: {chart: ["Multiline", [tag regexes]]}}``, headline first.
 
-    Example:
+    Examples:
         >>> sorted(layout("rmqm", ["noise"], spectral=True)["rmqm: RMQM and collapse signals"])
         ['RMQM', 'RankMe', 'alpha-ReQ', 'left out (share of probes)']
 

@@ -29,11 +29,11 @@ from rmqm_callback.keys import (
 from rmqm_callback.lightning._checks import check_distinct_keys, check_strategy, check_trainer, named_alterations
 from rmqm_callback.lightning._held_probe import HeldProbe
 from rmqm_callback.lightning._knn import knn_unlogged
+from rmqm_callback.lightning._loggers import Charts, add_figure, epoch_log_step, figure_loggers, lay_out
 from rmqm_callback.lightning._namespaces import LightningCallback, LightningModule, Trainer
 from rmqm_callback.lightning._progress import progress_bar
 from rmqm_callback.lightning._schedule import EvaluationSchedule, check_monitors
 from rmqm_callback.lightning._synced import measure_in_run
-from rmqm_callback.lightning._tensorboard import epoch_log_step, layout, tensorboard_loggers
 from rmqm_callback.metrics._clean_level import CleanLevelScores
 from rmqm_callback.metrics._plotting import matplotlib_available, plot_curves
 from rmqm_callback.metrics.rmqm import RMQM
@@ -54,8 +54,9 @@ class RMQMCallback(LightningCallback):
     ``/left_out/non_finite``), the standard errors (``/se/D``...) and ``/seconds``; and, once per
     callback, the collapse signals ``{prefix}/RankMe`` and ``{prefix}/alpha_ReQ`` of the clean
     probe and, for a probe with class labels, its leave-one-out k-NN accuracy
-    ``{prefix}/knn_accuracy`` (see :mod:`rmqm_callback.keys`). With a ``TensorBoardLogger`` and
-    matplotlib, the per-level curves are added as a figure.
+    ``{prefix}/knn_accuracy`` (see :mod:`rmqm_callback.keys`). With matplotlib, a
+    ``TensorBoardLogger``, ``WandbLogger`` or ``MLFlowLogger`` also gets the per-level curves as a
+    figure (see ``docs/loggers.md``).
 
     It is a guest in the run: weights, ``.grad``, BatchNorm statistics, train/eval modes,
     optimizer state, compiled graphs and the global random streams are left as they were
@@ -79,7 +80,7 @@ class RMQMCallback(LightningCallback):
         convention: ``"paper"`` or ``"reference"``.
         normalize: L2-normalise representations before measuring distances.
         prefix: first part of every logged key.
-        log_curves: add the curve figure to TensorBoard loggers (needs matplotlib: the ``plot`` extra).
+        log_curves: add the curves figure to TensorBoard, W&B and MLflow loggers (needs matplotlib: the ``plot`` extra).
         progress: show a progress bar on process 0; ``None`` follows the trainer's progress bar.
         spectral: log RankMe and alpha-ReQ of the clean probe (from the level-0 representations
             of the first alteration: no extra forward pass).
@@ -102,8 +103,8 @@ class RMQMCallback(LightningCallback):
             watches a key this callback does not log (``knn_accuracy`` of a probe without labels),
             ``knn=k`` for a probe without class labels, or a probe of ``k`` or fewer samples.
 
-    Example::
-
+    Examples:
+        ```python
         from pytorch_lightning import Trainer
         from pytorch_lightning.callbacks import ModelCheckpoint
         from rmqm_callback import RMQMCallback
@@ -112,6 +113,7 @@ class RMQMCallback(LightningCallback):
             RMQMCallback(probe=512),
             ModelCheckpoint(monitor="rmqm/noise/RMQM", mode="max", save_top_k=-1),
         ])
+        ```
 
     """
 
@@ -232,7 +234,7 @@ class RMQMCallback(LightningCallback):
         check_strategy(trainer.strategy)
         check_distinct_keys(getattr(trainer, "callbacks", []), self, self.key_prefixes)
         self._encoder(pl_module)  # a wrong submodule name fails now
-        self._said.discard("layout")  # each run's TensorBoard logger gets the layout
+        self._said.discard("layout")  # each run's loggers get the layout
         self._schedule = None
         if stage == "fit":
             self._evaluated_epoch = None
@@ -332,9 +334,13 @@ class RMQMCallback(LightningCallback):
         probe = self._probe_for(trainer)
         probe = Probe(trainer.precision_plugin.convert_input(probe.inputs), probe.labels)
         encoder = self._encoder(pl_module)
-        tensorboards = tensorboard_loggers(trainer)
-        draw = self.log_curves and bool(tensorboards) and self._can_draw()
+        draw = self.log_curves and bool(figure_loggers(trainer)) and self._can_draw()
         step = epoch_log_step(trainer)
+        if trainer.is_global_zero and "layout" not in self._said:  # before the first values reach the loggers
+            self._said.add("layout")
+            reference = self.convention == "reference"
+            charts = Charts(self.prefix, tuple(self.alterations), self.spectral, reference, frozenset(self.logged_keys))
+            lay_out(trainer, charts)
         scores = None  # of the first alteration's clean level: one kept state for the spectral scores and k-NN
         if self.spectral or self._knn is not None:
             scores = CleanLevelScores(spectral=self.spectral, knn=self._knn).to(pl_module.device)
@@ -358,20 +364,14 @@ class RMQMCallback(LightningCallback):
             if curves is not None and trainer.is_global_zero:
                 label = f"epoch {trainer.current_epoch}"
                 figure, _ = plot_curves(curves, strengths=alteration.strengths(), label=label)
-                for logger in tensorboards:
-                    logger.experiment.add_figure(metric_key(self.prefix, name, CURVES_KEY), figure, global_step=step)
+                key = metric_key(self.prefix, name, CURVES_KEY)
+                add_figure(trainer, key, figure, epoch=trainer.current_epoch, step=step)
         if scores is not None:
             clean_values = scores.compute()  # collective under DDP: every process calls it
             scores.reset()
             for quantity, value in clean_values.items():
                 self._log_value(pl_module, callback_key(self.prefix, quantity), value)
             self.last_spectral = {q: float(v) for q, v in clean_values.items() if q in SPECTRAL_QUANTITIES}
-        if trainer.is_global_zero and "layout" not in self._said:
-            self._said.add("layout")
-            for logger in tensorboards:
-                reference, knn = self.convention == "reference", self._knn is not None
-                charts = layout(self.prefix, self.alterations, self.spectral, reference, knn)
-                logger.experiment.add_custom_scalars(charts)
 
     def _can_draw(self) -> bool:
         if matplotlib_available():
@@ -379,7 +379,7 @@ class RMQMCallback(LightningCallback):
         if "matplotlib" not in self._said:
             self._said.add("matplotlib")
             rank_zero_warn(
-                "RMQMCallback(log_curves=True) draws the per-level curves for TensorBoard with matplotlib, which is"
+                "RMQMCallback(log_curves=True) draws the per-level curves for your logger with matplotlib, which is"
                 " not installed: the scalars are logged, the figure is not. Install it with"
                 " `pip install rmqm_callback[plot]` (or `pip install matplotlib`), or pass log_curves=False."
             )

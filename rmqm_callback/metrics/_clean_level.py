@@ -27,7 +27,7 @@ class CleanLevelScores(ProbeRepresentations):
         spectral: compute ``RankMe`` and ``alpha_ReQ``.
         knn: ``k`` of the ``knn_accuracy``, or ``None`` for none (labels given to ``update`` are then not kept).
 
-    Example:
+    Examples:
         >>> import torch
         >>> scores = CleanLevelScores(spectral=True, knn=1)
         >>> scores.update(torch.eye(4), torch.arange(4), torch.tensor([0, 0, 1, 1]))

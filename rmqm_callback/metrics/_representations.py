@@ -29,7 +29,7 @@ class ProbeRepresentations(KeepsStateDtype):
 
     Subclasses call :meth:`_add` from their ``update`` and read :meth:`_gathered` in ``compute``.
 
-    Example:
+    Examples:
         >>> import torch
         >>> class Labels(ProbeRepresentations):
         ...     def update(self, representations, indices, labels):

@@ -20,7 +20,7 @@ from torchmetrics import Metric
 class KeepsStateDtype(Metric):
     """A ``Metric`` whose states follow the module's device but not its dtype (unless ``set_dtype``).
 
-    Example:
+    Examples:
         >>> import torch
         >>> from rmqm_callback import RMQM
         >>> holder = torch.nn.Module()

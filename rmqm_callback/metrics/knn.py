@@ -29,7 +29,7 @@ class KNNAccuracy(ProbeRepresentations):
     Args:
         k: neighbours per vote (default :data:`~rmqm_callback.functional.knn.DEFAULT_KNN_K`).
 
-    Example:
+    Examples:
         >>> import torch
         >>> from rmqm_callback.functional import knn_accuracy
         >>> generator = torch.Generator().manual_seed(0)

@@ -68,7 +68,7 @@ class RMQM(KeepsStateDtype):
         ValueError: unknown ``convention``.
         TypeError: ``normalize`` is not a bool.
 
-    Example:
+    Examples:
         >>> import torch
         >>> from rmqm_callback import RMQM
         >>> metric = RMQM()

@@ -28,7 +28,7 @@ class SpectralScores(ProbeRepresentations):
     representations, the zero matrix, fewer than 2 nonzero eigenvalues for alpha-ReQ) instead of
     raising, so that a collapsed run can be logged and stopped on.
 
-    Example:
+    Examples:
         >>> import torch
         >>> scores = SpectralScores()
         >>> representations = torch.randn(30, 8, generator=torch.Generator().manual_seed(0))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import math
 import random
+import re
 import sys
 
 import numpy as np
@@ -18,6 +20,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from rmqm_callback import PGD, GaussianNoise, InputAlteration, RMQMCallback, score
 from rmqm_callback.alterations import base as alteration_base
 from rmqm_callback.keys import CURVES_KEY, LOGGED_QUANTITIES, SECONDS_KEY, metric_key
+from rmqm_callback.lightning._progress import progress_bar
 
 KEY = "rmqm/noise/RMQM"
 
@@ -357,6 +360,26 @@ def test_progress_bar_can_be_switched_off(tmp_path, capfd, progress):
     callback = RMQMCallback(probe_tensor(), GaussianNoise(levels=6), batch_size=8, progress=progress)
     trainer(tmp_path, max_epochs=1, callbacks=[callback]).fit(TinyEncoder(), *loaders())
     assert ("RMQM noise" in capfd.readouterr().err) == progress
+
+
+def test_progress_in_a_redirected_log_is_one_plain_line_per_evaluation(tmp_path, capfd):
+    callback = RMQMCallback(probe_tensor(), GaussianNoise(levels=6), batch_size=8, progress=True)
+    trainer(tmp_path, max_epochs=2, callbacks=[callback]).fit(TinyEncoder(), *loaders())
+    err = capfd.readouterr().err  # pytest's capture is not a terminal
+    lines = [line for line in err.splitlines() if "RMQM noise" in line]
+    assert len(lines) == 2 and all(re.fullmatch(r"RMQM noise: \d+ blocks in [\d.]+ s", line) for line in lines), lines
+    assert "\r" not in err and "\x1b" not in err and "0it" not in err
+
+
+def test_progress_on_a_terminal_is_a_bar():
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    screen = Terminal()
+    hook = progress_bar("RMQM noise", screen)
+    hook(1, 3), hook(3, 3)
+    assert "RMQM noise" in screen.getvalue() and "\r" in screen.getvalue()
 
 
 @pytest.mark.parametrize("precision", ["bf16-mixed", "64-true"])

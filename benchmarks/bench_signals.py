@@ -1,7 +1,7 @@
 """What the collapse signals cost: RankMe and alpha-ReQ of the clean probe, against a whole noise evaluation.
 
 The callback logs RankMe and alpha-ReQ from the level-0 representations it already computes, so
-their cost is ``SpectralScores.update`` (a copy of each block's clean rows) and ``compute`` (the
+their cost is the clean-level state's ``update`` (a copy of each block's clean rows) and ``compute`` (the
 singular values of the N x d matrix). This times those calls inside the callback's own evaluation
 path (``_evaluation.measure`` with the paper's 100 noise levels) and reports their share of it, for
 the digits example's encoder and the benchmark models, and the state's memory for a wide (d = 4,096)
@@ -22,20 +22,21 @@ from _harness import ROOT, parser, setup, synchronize, table
 from _models import make_model, make_probe
 from torch import nn
 
-from rmqm_callback import RMQM, GaussianNoise, SpectralScores
+from rmqm_callback import RMQM, GaussianNoise
 from rmqm_callback.evaluation._stream import FullPrecision, measure
 from rmqm_callback.evaluation.encoder import Encoder
 from rmqm_callback.evaluation.probe import Probe
+from rmqm_callback.metrics._clean_level import CleanLevelScores
 
 sys.path.insert(0, str(ROOT / "examples"))
 from _encoders import DigitsEncoder
 
 
-class TimedScores(SpectralScores):
-    """SpectralScores that adds up the time spent in its own update and compute."""
+class TimedScores(CleanLevelScores):
+    """The callback's clean-level state with the spectral scores only, adding up the time of its update and compute."""
 
     def __init__(self, device: torch.device) -> None:
-        super().__init__()
+        super().__init__(spectral=True, knn=None)
         self.spent = 0.0
         self._device_for_sync = device
 
@@ -47,8 +48,8 @@ class TimedScores(SpectralScores):
         self.spent += time.perf_counter() - start
         return result
 
-    def update(self, representations, indices=None):  # type: ignore[no-untyped-def]
-        self._timed(lambda: super(TimedScores, self).update(representations, indices))
+    def update(self, representations, indices=None, labels=None):  # type: ignore[no-untyped-def]
+        self._timed(lambda: super(TimedScores, self).update(representations, indices, labels))
 
     def compute(self):  # type: ignore[no-untyped-def]
         return self._timed(lambda: super(TimedScores, self).compute())

@@ -15,6 +15,7 @@ SCRIPTS = [
     "bench_memory.py",
     "bench_callback.py",
     "bench_signals.py",
+    "bench_knn.py",
     "bench_compile.py",
 ]
 

@@ -22,6 +22,7 @@ from rmqm_callback.lightning import callback
 from rmqm_callback.lightning.callback import RMQMCallback
 from rmqm_callback.metrics import rmqm as metric
 from rmqm_callback.metrics import spectral as spectral_metric
+from rmqm_callback.metrics.knn import KNNAccuracy
 from rmqm_callback.metrics.rmqm import RMQM
 from rmqm_callback.metrics.spectral import SpectralScores
 
@@ -45,6 +46,7 @@ __all__ = [
     "Alteration",
     "GaussianNoise",
     "InputAlteration",
+    "KNNAccuracy",
     "RMQMCallback",
     "RMQMCollapseWarning",
     "SpectralScores",

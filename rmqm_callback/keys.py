@@ -3,11 +3,13 @@
 Each alteration ``name`` (``"noise"`` for :class:`~rmqm_callback.GaussianNoise`, ``"pgd"`` for
 :class:`~rmqm_callback.PGD`, or the key of an alterations dict) gets the keys
 ``{prefix}/{name}/{quantity}``, for example ``rmqm/noise/RMQM``. The spectral collapse signals of
-the clean probe are logged once per callback, as ``{prefix}/{quantity}`` (``rmqm/RankMe``).
+the clean probe, and the k-NN accuracy of a labelled probe, are logged once per callback, as
+``{prefix}/{quantity}`` (``rmqm/RankMe``, ``rmqm/knn_accuracy``).
 
 The names are chosen so that TensorBoard, which sorts the charts of a group (``rmqm``) by name,
-shows the collapse signals first, then each alteration's ``D``, ``D_RC``, ``P_RC`` and ``RMQM``,
-then the left-out shares, and the standard errors and seconds last.
+shows the collapse signals first, then the k-NN accuracy (before every alteration whose name sorts
+after ``knn_accuracy``, such as ``noise`` and ``pgd``), then each alteration's ``D``, ``D_RC``,
+``P_RC`` and ``RMQM``, then the left-out shares, and the standard errors and seconds last.
 
 Examples:
     >>> metric_key("rmqm", "noise", RMQM_KEY)
@@ -47,6 +49,8 @@ CURVES_KEY = "curves"
 RANKME_KEY = "RankMe"
 #: alpha-ReQ of the clean probe's representations (logged once per callback).
 ALPHA_REQ_KEY = "alpha_ReQ"
+#: Leave-one-out k-NN accuracy of the clean probe's representations (a probe with labels; once per callback).
+KNN_ACCURACY_KEY = "knn_accuracy"
 
 
 def se_key(quantity: str) -> str:

@@ -20,6 +20,7 @@ from typing import Any
 from rmqm_callback._version import __version__
 from rmqm_callback.alterations._recorded import resolve
 from rmqm_callback.checkpoints.scoring import find_checkpoints, load_probe, ranked, score_checkpoint
+from rmqm_callback.keys import KNN_ACCURACY_KEY
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -45,6 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     score.add_argument("--device", default="cpu", help="where to evaluate (default: cpu)")
     score.add_argument("--embed", metavar="NAME", help="submodule name or MODULE:NAME (default: recorded)")
     score.add_argument("--preprocess", metavar="MODULE:NAME", help="input preprocessing (default: recorded)")
+    score.add_argument("--knn", type=int, metavar="K", help="k of a labelled probe's k-NN accuracy (default: recorded)")
     score.add_argument("--json", action="store_true", help="print a JSON list of results instead of a table")
     score.add_argument("--no-progress", action="store_true", help="no progress bar over the checkpoints")
     return parser
@@ -72,10 +74,13 @@ def _table(rows: list[dict[str, Any]]) -> str:
     lines = []
     for key in dict.fromkeys(row["key"] for row in rows):
         mine = [row for row in rows if row["key"] == key]
+        columns = [("RMQM", 8), ("D", 7), ("D_RC", 7), ("P_RC", 7)]
+        knn = all(KNN_ACCURACY_KEY in row for row in mine)  # a labelled probe: its k-NN accuracy
+        columns += [(KNN_ACCURACY_KEY, 12)] if knn else []
         lines.append(f"{key}: {len(mine)} checkpoint(s), best RMQM first")
-        lines.append("rank |     RMQM |       D |    D_RC |    P_RC | epoch | checkpoint")
+        lines.append(" | ".join(["rank", *(f"{name:>{width}}" for name, width in columns), "epoch", "checkpoint"]))
         for rank, row in enumerate(mine, start=1):
-            cells = [f"{row[name]:>{width}.4f}" for name, width in (("RMQM", 8), ("D", 7), ("D_RC", 7), ("P_RC", 7))]
+            cells = [f"{row[name]:>{width}.4f}" for name, width in columns]
             epoch = "-" if row["epoch"] is None else str(row["epoch"])
             lines.append(" | ".join([f"{rank:>4}", *cells, f"{epoch:>5}", row["checkpoint"]]))
         lines.append("")
@@ -86,6 +91,7 @@ def score_command(args: argparse.Namespace) -> int:
     """Run ``rmqm score``; print the ranking (or JSON) on stdout and notes on stderr."""
     _positive("--levels", args.levels, 3)
     _positive("--batch-size", args.batch_size, 1)
+    _positive("--knn", args.knn, 1)
     module_class = _module_class(args.module)
     paths = find_checkpoints(args.paths)
     probe = None if args.probe is None else load_probe(args.probe)
@@ -105,6 +111,7 @@ def score_command(args: argparse.Namespace) -> int:
             device=args.device,
             embed=args.embed,
             preprocess=args.preprocess,
+            knn=args.knn,
         )
         rows += scored
         notes += said

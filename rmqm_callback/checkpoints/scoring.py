@@ -3,8 +3,9 @@
 :func:`score_checkpoint` loads one checkpoint with ``module_class.load_from_checkpoint``, reads the
 state every :class:`~rmqm_callback.RMQMCallback` saved in it (the probe, or its fingerprint when
 it was over the checkpoint budget; the alterations; ``embed``, ``preprocess``, ``batch_size``,
-``convention``, ``normalize``; the trainer's precision), and evaluates the weights through the
-same code path, so the values equal what the callback logged for those weights. The ``rmqm
+``convention``, ``normalize``, ``knn``; the trainer's precision), and evaluates the weights through
+the same code path, so the values equal what the callback logged for those weights (the k-NN
+accuracy too, where the probe has class labels). The ``rmqm
 score`` command (:mod:`rmqm_callback.checkpoints.cli`) is a front end to it.
 """
 
@@ -30,7 +31,11 @@ from rmqm_callback.alterations._recorded import (
 from rmqm_callback.evaluation._stream import check_set_up, guest_of, measure
 from rmqm_callback.evaluation.encoder import Encoder
 from rmqm_callback.evaluation.probe import Probe
+from rmqm_callback.functional._checks import check_int
+from rmqm_callback.functional.knn import DEFAULT_KNN_K, class_labels_problem
+from rmqm_callback.keys import KNN_ACCURACY_KEY
 from rmqm_callback.lightning._probe_state import fingerprint, record_from_state, stored_probe
+from rmqm_callback.metrics._clean_level import CleanLevelScores
 from rmqm_callback.metrics.rmqm import RMQM
 
 #: The result keys each row carries, besides where it comes from.
@@ -172,6 +177,17 @@ def _representations_finite(
         return bool(torch.isfinite(encoder(plugin.convert_input(probe.inputs[:2]).to(device))).all())
 
 
+def _knn_of(recorded: dict[str, Any], knn: int | None, probe: Probe, path: Path, notes: list[str]) -> int | None:
+    """The k of the k-NN accuracy (``knn``, else the recorded one); ``None``: none, or a probe without class labels."""
+    k = knn if knn is not None else recorded.get("knn", DEFAULT_KNN_K)  # checkpoints before 0.3: the default
+    problem = None if k is None else class_labels_problem(probe.labels)
+    if problem is not None and knn is not None:
+        notes.append(f"{path}: --knn {knn}: the probe gives no k-NN accuracy, {problem}.")
+    if k is not None and problem is None and len(probe) <= k:
+        notes.append(f"{path}: k-NN with k = {k} needs at least {k + 1} probes, the probe has {len(probe)}: NaN.")
+    return None if problem is not None else k
+
+
 def _score_state(
     path: Path,
     model: nn.Module,
@@ -200,9 +216,12 @@ def _score_state(
     blocks = batch_size or recorded.get("batch_size", 256)
     convention, normalize = recorded.get("convention", "paper"), recorded.get("normalize", True)
     keys = [f"{recorded.get('prefix', 'rmqm')}/{name}" for name in alterations]
+    k = _knn_of(recorded, options["knn"], used, path, notes)
+    clean = None if k is None else CleanLevelScores(spectral=False, knn=k).to(device)  # of the first alteration
     if not _representations_finite(scored, encoder, used, plugin, device):  # as the callback, log NaN
         notes.append(f"{path}: the model gives non-finite representations (diverged weights?): NaN.")
-        return [_result_row(path, key, None, checkpoint, len(used)) for key in keys], notes
+        rows = [_result_row(path, key, None, checkpoint, len(used)) for key in keys]
+        return [{**row, KNN_ACCURACY_KEY: math.nan} for row in rows] if clean is not None else rows, notes
     check_set_up(
         "rmqm score", scored, encoder, used, alterations, precision=plugin, device=device, batch_size=blocks,
         convention=convention, normalize=normalize,
@@ -213,11 +232,14 @@ def _score_state(
         metric = RMQM(convention=convention, normalize=normalize).to(device)
         skipped = measure(
             metric, scored, encoder, converted, alteration, precision=plugin, device=device, batch_size=blocks,
-            skip_non_finite=True,
+            skip_non_finite=True, clean=clean if not rows else None,
         )  # fmt: skip
         if skipped:
             notes.append(f"{path}: {key}: {skipped} probes gave non-finite representations: NaN.")
         rows.append(_result_row(path, key, None if skipped else metric.compute(), checkpoint, len(used)))
+    if clean is not None:  # one value per callback, in each of its rows
+        accuracy = float(clean.compute()[KNN_ACCURACY_KEY])
+        rows = [{**row, KNN_ACCURACY_KEY: accuracy} for row in rows]
     return rows, notes
 
 
@@ -231,6 +253,7 @@ def score_checkpoint(
     device: torch.device | str | None = None,
     embed: Any = None,
     preprocess: Any = None,
+    knn: int | None = None,
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """Score one checkpoint as every RMQMCallback in it evaluated: one row per callback and alteration.
 
@@ -245,12 +268,16 @@ def score_checkpoint(
         embed: a submodule name or ``"module:name"`` of a callable, instead of the recorded one.
         preprocess: ``"module:name"`` of a callable, instead of the recorded one (needed where
             the callback used a lambda, which a checkpoint cannot record).
+        knn: the ``k`` of the k-NN accuracy instead of the recorded one (``knn=False`` recorded
+            none; a checkpoint of a version before ``knn`` gets the default k).
 
     Returns:
         ``(rows, notes)``: rows with ``checkpoint``, ``key`` (``{prefix}/{name}``), ``RMQM``,
-        ``D``, ``D_RC``, ``P_RC``, their SEs, ``num_probes``, ``epoch``, ``global_step`` (NaN
-        values, as the callback logs them, where the model gave non-finite representations); and
-        notes for the user (a probe other than the callback's, overridden settings, NaN).
+        ``D``, ``D_RC``, ``P_RC``, their SEs, ``num_probes``, ``epoch``, ``global_step``, and,
+        where the probe has class labels, ``knn_accuracy`` (of the callback's clean probe, the same
+        in each of its rows); NaN values, as the callback logs them, where the model gave
+        non-finite representations; and notes for the user (a probe other than the callback's,
+        overridden settings, NaN).
 
     Raises:
         ValueError: the class cannot load the checkpoint, no probe, or a setting that cannot be rebuilt.
@@ -266,9 +293,11 @@ def score_checkpoint(
     if not isinstance(model, nn.Module):
         raise ValueError(f"{module_class!r}.load_from_checkpoint gave a {type(model).__name__}, not a module.")
     checkpoint = torch.load(path, map_location="cpu", weights_only=False)  # the file the class just loaded
+    if knn is not None:
+        check_int("knn", knn, minimum=1)
     options = {
         "probe": probe, "levels": levels, "batch_size": batch_size, "device": device, "embed": embed,
-        "preprocess": preprocess,
+        "preprocess": preprocess, "knn": knn,
     }  # fmt: skip
     rows, notes = [], []
     states: list[dict[str, Any] | None] = list(callback_states(checkpoint).values()) or [None]

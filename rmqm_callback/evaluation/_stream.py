@@ -28,8 +28,8 @@ from rmqm_callback.evaluation._set_up_checks import check_batches, check_model_h
 from rmqm_callback.evaluation.encoder import Encoder, evaluation_mode
 from rmqm_callback.evaluation.probe import Probe, ProbeBatch
 from rmqm_callback.functional.rmqm import prepare_embeddings
+from rmqm_callback.metrics._clean_level import CleanLevelScores
 from rmqm_callback.metrics.rmqm import RMQM
-from rmqm_callback.metrics.spectral import SpectralScores
 
 
 class PrecisionLike(Protocol):
@@ -74,11 +74,11 @@ def _block_distances(
     encoder: Encoder,
     batch_size: int,
     normalize: bool,
-    clean: SpectralScores | None = None,
+    clean: CleanLevelScores | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Distances ``(n, J)`` to the original and to the previous level for one block of probes.
 
-    The clean representations (level 0) also go to ``clean``, when given.
+    The clean representations (level 0) also go to ``clean``, when given, with the probes' labels.
     """
     origin = previous = None
     to_original: list[Tensor] = []
@@ -88,7 +88,7 @@ def _block_distances(
         if origin is None or previous is None:
             origin = phi
             if clean is not None:
-                clean.update(representation, batch.indices)
+                clean.update(representation, batch.indices, batch.labels)
         else:
             to_original.append(torch.linalg.vector_norm(phi - origin, dim=-1))
             to_previous.append(torch.linalg.vector_norm(phi - previous, dim=-1))
@@ -126,7 +126,7 @@ def accumulate(
     world_size: int = 1,
     progress: ProgressHook | None = None,
     skip_non_finite: bool = False,
-    clean: SpectralScores | None = None,
+    clean: CleanLevelScores | None = None,
 ) -> int:
     """Add this process's share of the probe's trajectories to ``metric`` (on ``device``).
 
@@ -134,7 +134,7 @@ def accumulate(
     without a block still updates the metric (with no probes) so that all share state shapes.
     A probe whose representations are not finite raises ``ValueError``, or with
     ``skip_non_finite`` is left out and counted (a process must not raise alone under DDP).
-    ``clean``, when given, receives the clean (level 0) representations of every block.
+    ``clean``, when given, receives the clean (level 0) representations and labels of every block.
 
     Returns:
         The number of probes left out for non-finite representations.
@@ -189,7 +189,7 @@ def measure(
     world_size: int = 1,
     progress: ProgressHook | None = None,
     skip_non_finite: bool = False,
-    clean: SpectralScores | None = None,
+    clean: CleanLevelScores | None = None,
 ) -> int:
     """:func:`accumulate` as a guest of ``model``, under ``precision``'s validation context for input alterations.
 
@@ -252,7 +252,7 @@ def check_set_up(
 
     def trajectory(first: Probe, alteration: Alteration, watched: EncoderLike) -> None:
         metric = RMQM(convention=convention, normalize=normalize).to(device)
-        clean = SpectralScores().to(device)
+        clean = CleanLevelScores(spectral=True).to(device)
         converted = Probe(precision.convert_input(first.inputs), first.labels)
         watched_encoder = cast(Encoder, watched)  # the stream uses only what an EncoderLike has
         measure(

@@ -16,8 +16,10 @@ from rmqm_callback.alterations import Alteration, GaussianNoise
 from rmqm_callback.evaluation._guest_pass import GUEST_PROBES
 from rmqm_callback.evaluation._stream import FullPrecision, check_alteration, check_set_up, measure
 from rmqm_callback.evaluation.encoder import EmbedRule, Encoder, model_device
-from rmqm_callback.evaluation.probe import as_probe, materialize
+from rmqm_callback.evaluation.probe import Probe, as_probe, materialize
 from rmqm_callback.functional._checks import check_bool, check_convention, check_int
+from rmqm_callback.functional.knn import knn_for_probe, knn_k
+from rmqm_callback.metrics._clean_level import CleanLevelScores
 from rmqm_callback.metrics.rmqm import RMQM
 
 
@@ -32,8 +34,9 @@ def score(
     convention: str = "paper",
     normalize: bool = True,
     device: torch.device | str | None = None,
+    knn: bool | int = True,
 ) -> dict[str, Tensor]:
-    """Score ``model``'s representation manifold on ``probe`` offline: RMQM and its components.
+    """Score ``model``'s representation manifold on ``probe`` offline: RMQM and its components (and k-NN accuracy).
 
     Runs in eval mode (each submodule's mode restored afterwards, also on error), under
     ``torch.inference_mode`` for input alterations, without touching BatchNorm statistics,
@@ -58,10 +61,14 @@ def score(
         convention: ``"paper"`` or ``"reference"``.
         normalize: L2-normalise representations before measuring distances.
         device: where probes are sent; must be where the model is. Default: the model's device.
+        knn: the leave-one-out k-NN accuracy of the clean representations, as the callback logs
+            it (:func:`~rmqm_callback.functional.knn_accuracy`): ``True`` where the probe has class
+            labels (k = :data:`~rmqm_callback.functional.knn.DEFAULT_KNN_K`), ``k`` to require it
+            with ``k`` neighbours, ``False`` for none.
 
     Returns:
         The :meth:`RMQM.compute` dictionary (``RMQM``, ``D``, ``D_RC``, ``P_RC``, standard errors,
-        probe counts).
+        probe counts), and ``knn_accuracy`` where it is computed.
 
     Raises:
         TypeError / ValueError: a bad argument, an empty probe, inputs outside the alteration's
@@ -86,6 +93,7 @@ def score(
     check_int("batch_size", batch_size, minimum=1)
     check_convention(convention)
     check_bool("normalize", normalize)
+    knn_k(knn)
     encoder = Encoder(model, embed=embed, preprocess=preprocess)
     probe = as_probe(probe)
     home = model_device(model)
@@ -107,6 +115,19 @@ def score(
         normalize=normalize,
         num_probes=probe.num_blocks(1),  # the probe's length, None when unknown (a loader of an iterable)
     )
+    k = knn_for_probe(knn, checked.labels, _length(probe), "score")
+    clean = None if k is None else CleanLevelScores(spectral=False, knn=k).to(device)
     metric = RMQM(convention=convention, normalize=normalize).to(device)
-    measure(metric, model, encoder, probe, alteration, precision=precision, device=device, batch_size=batch_size)
-    return metric.compute()
+    measure(
+        metric, model, encoder, probe, alteration, precision=precision, device=device, batch_size=batch_size,
+        clean=clean,
+    )  # fmt: skip
+    return {**metric.compute(), **({} if clean is None else clean.compute())}
+
+
+def _length(probe: Probe) -> int | None:
+    """The number of probes, ``None`` for a loader of unknown length."""
+    try:
+        return len(probe)
+    except TypeError:
+        return None

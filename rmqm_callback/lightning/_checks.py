@@ -11,7 +11,7 @@ from typing import Any
 
 from rmqm_callback.alterations import Alteration, GaussianNoise
 from rmqm_callback.evaluation._stream import check_alteration
-from rmqm_callback.keys import SPECTRAL_QUANTITIES
+from rmqm_callback.keys import KNN_ACCURACY_KEY, SPECTRAL_QUANTITIES
 from rmqm_callback.lightning._namespaces import Trainer, is_instance
 
 
@@ -66,11 +66,13 @@ def check_distinct_keys(callbacks: list[Any], this: Any, keys: set[str]) -> None
     for other in callbacks:
         shared = keys & getattr(other, "key_prefixes", set()) if other is not this else set()
         if shared:
-            spectral = {key for key in shared if key.rpartition("/")[2] in SPECTRAL_QUANTITIES}
-            first = min(shared - spectral) if shared - spectral else min(shared)  # an alteration's keys first
+            flags = {quantity: "spectral" for quantity in SPECTRAL_QUANTITIES} | {KNN_ACCURACY_KEY: "knn"}
+            once = {key for key in shared if key.rpartition("/")[2] in flags}  # logged once per callback
+            first = min(shared - once) if shared - once else min(shared)  # an alteration's keys first
+            flag = flags.get(first.rpartition("/")[2])
             fix = (
-                "or log the spectral scores from one of them only (spectral=False on the others)"
-                if first in spectral
+                f"or log {first.rpartition('/')[2]} from one of them only ({flag}=False on the others)"
+                if first in once
                 else "or name their alterations with a dict (alterations={'noise_small': ..., 'noise_large': ...})"
             )
             raise ValueError(

@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from rmqm_callback.keys import CURVES_KEY, metric_key
+from rmqm_callback.keys import CURVES_KEY, KNN_ACCURACY_KEY, callback_key, metric_key
 from rmqm_callback.lightning._namespaces import Trainer, is_instance
 from rmqm_callback.lightning._tensorboard import layout
 
@@ -80,7 +80,8 @@ def _tensorboard_figure(logger: Any, key: str, figure: Any, epoch: int, step: in
 
 
 def _tensorboard_layout(logger: Any, charts: Charts) -> None:
-    logger.experiment.add_custom_scalars(layout(charts.prefix, charts.names, charts.spectral, charts.reference))
+    knn = callback_key(charts.prefix, KNN_ACCURACY_KEY) in charts.scalar_keys  # a probe with class labels
+    logger.experiment.add_custom_scalars(layout(charts.prefix, charts.names, charts.spectral, charts.reference, knn))
 
 
 def _wandb_key(logger: Any, key: str) -> str:

@@ -202,12 +202,13 @@ def check_monitors(trainer: Trainer, schedule: EvaluationSchedule, logged_keys: 
         return
     callbacks = getattr(trainer, "callbacks", [])
     known = set().union(*(getattr(callback, "logged_keys", set()) for callback in callbacks))
+    unlogged = {key: why for callback in callbacks for key, why in getattr(callback, "unlogged_keys", {}).items()}
     for monitor in callbacks:
         key = getattr(monitor, "monitor", None)
         if not isinstance(key, str) or not key.startswith(f"{prefix}/"):
             continue
-        if key not in known:
-            raise ValueError(f"{type(monitor).__name__}: {_unknown_key(key, known)}")
+        if key not in known:  # a key RMQMCallback does not log here says why; any other is a typo
+            raise ValueError(f"{type(monitor).__name__}: {unlogged.get(key) or _unknown_key(key, known)}")
         checks = _monitor_checks(monitor, trainer) if key in logged_keys else None
         if checks is None:
             continue

@@ -21,8 +21,8 @@ from rmqm_callback.evaluation.encoder import Encoder
 from rmqm_callback.evaluation.probe import Probe
 from rmqm_callback.keys import D_PREV_KEY, D_RC_LEFT_OUT_KEY, NON_FINITE_KEY, P_RC_LEFT_OUT_KEY, SECONDS_KEY, se_key
 from rmqm_callback.lightning._namespaces import LightningModule, Trainer
+from rmqm_callback.metrics._clean_level import CleanLevelScores
 from rmqm_callback.metrics.rmqm import RMQM
-from rmqm_callback.metrics.spectral import SpectralScores
 
 #: ``RMQM.compute`` result -> logged quantity, for the quantities logged as they are.
 RESULT_QUANTITIES = {
@@ -79,7 +79,7 @@ def measure_in_run(
     batch_size: int,
     reference: bool,
     with_curves: bool,
-    clean: SpectralScores | None,
+    clean: CleanLevelScores | None,
     progress: ProgressHook | None,
 ) -> tuple[dict[str, Tensor], dict[str, Tensor] | None, dict[str, float]]:
     """Score this process's shard and sync: the values to log, the curves (if asked) and the results as floats."""

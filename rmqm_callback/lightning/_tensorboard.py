@@ -2,8 +2,8 @@
 
 Scalars go through ``pl_module.log`` like any metric. TensorBoard's default dashboard sorts the
 charts of the ``{prefix}`` group by name (see :mod:`rmqm_callback.keys`); its *Custom Scalars*
-dashboard shows the layout written here, in this order: RMQM and the collapse signals, then the
-components, then standard errors and seconds.
+dashboard shows the layout written here, in this order: RMQM (and the k-NN accuracy of a labelled
+probe) and the collapse signals, then the components, then standard errors and seconds.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from rmqm_callback.keys import (
     D_PREV_KEY,
     D_RC_KEY,
     D_RC_LEFT_OUT_KEY,
+    KNN_ACCURACY_KEY,
     NON_FINITE_KEY,
     P_RC_KEY,
     P_RC_LEFT_OUT_KEY,
@@ -33,7 +34,7 @@ def _chart(tags: Iterable[str]) -> list[Any]:
 
 
 def layout(
-    prefix: str, names: Iterable[str], spectral: bool, reference: bool = False
+    prefix: str, names: Iterable[str], spectral: bool, reference: bool = False, knn: bool = False
 ) -> dict[str, dict[str, list[Any]]]:
     """The Custom Scalars layout: ``{category: {chart: ["Multiline", [tag regexes]]}}``, headline first.
 
@@ -48,6 +49,8 @@ def layout(
         return [f"{prefix}/{name}/{quantity}" for name in names]
 
     headline = {"RMQM": _chart(per_alteration(RMQM_KEY))}
+    if knn:
+        headline["k-NN accuracy"] = _chart([f"{prefix}/{KNN_ACCURACY_KEY}"])
     if spectral:
         headline["RankMe"] = _chart([f"{prefix}/{RANKME_KEY}"])
         headline["alpha-ReQ"] = _chart([f"{prefix}/{ALPHA_REQ_KEY}"])

@@ -17,8 +17,10 @@ from rmqm_callback.evaluation._stream import ProgressHook, check_set_up
 from rmqm_callback.evaluation.encoder import EmbedRule, Encoder, check_embed_and_preprocess
 from rmqm_callback.evaluation.probe import Probe
 from rmqm_callback.functional._checks import check_bool, check_convention, check_int
+from rmqm_callback.functional.knn import knn_for_probe, knn_k
 from rmqm_callback.keys import (
     CURVES_KEY,
+    KNN_ACCURACY_KEY,
     LOGGED_QUANTITIES,
     REFERENCE_QUANTITIES,
     SECONDS_KEY,
@@ -29,14 +31,15 @@ from rmqm_callback.keys import (
 from rmqm_callback.lightning._checks import check_distinct_keys, check_strategy, check_trainer, named_alterations
 from rmqm_callback.lightning._cost_notice import CostNotice
 from rmqm_callback.lightning._held_probe import HeldProbe
+from rmqm_callback.lightning._knn import knn_unlogged
 from rmqm_callback.lightning._loggers import Charts, add_figure, epoch_log_step, figure_loggers, lay_out
 from rmqm_callback.lightning._namespaces import LightningCallback, LightningModule, Trainer
 from rmqm_callback.lightning._progress import progress_bar
 from rmqm_callback.lightning._schedule import EvaluationSchedule, check_monitors
 from rmqm_callback.lightning._synced import measure_in_run
+from rmqm_callback.metrics._clean_level import CleanLevelScores
 from rmqm_callback.metrics._plotting import matplotlib_available, plot_curves
 from rmqm_callback.metrics.rmqm import RMQM
-from rmqm_callback.metrics.spectral import SpectralScores
 
 
 class RMQMCallback(LightningCallback):
@@ -53,8 +56,10 @@ class RMQMCallback(LightningCallback):
     ``/P_RC``, the shares of probes left out (``/left_out/D_RC``, ``/left_out/P_RC``,
     ``/left_out/non_finite``), the standard errors (``/se/D``...) and ``/seconds``; and, once per
     callback, the collapse signals ``{prefix}/RankMe`` and ``{prefix}/alpha_ReQ`` of the clean
-    probe (see :mod:`rmqm_callback.keys`). With matplotlib, a ``TensorBoardLogger``, ``WandbLogger``
-    or ``MLFlowLogger`` also gets the per-level curves as a figure (see ``docs/loggers.md``).
+    probe and, for a probe with class labels, its leave-one-out k-NN accuracy
+    ``{prefix}/knn_accuracy`` (see :mod:`rmqm_callback.keys`). With matplotlib, a
+    ``TensorBoardLogger``, ``WandbLogger`` or ``MLFlowLogger`` also gets the per-level curves as a
+    figure (see ``docs/loggers.md``).
 
     It is a guest in the run: weights, ``.grad``, BatchNorm statistics, train/eval modes,
     optimizer state, compiled graphs and the global random streams are left as they were
@@ -82,6 +87,11 @@ class RMQMCallback(LightningCallback):
         progress: show a progress bar on process 0; ``None`` follows the trainer's progress bar.
         spectral: log RankMe and alpha-ReQ of the clean probe (from the level-0 representations
             of the first alteration: no extra forward pass).
+        knn: log the leave-one-out k-NN accuracy of the clean probe, from the same representations
+            and the probe's labels (:func:`~rmqm_callback.functional.knn_accuracy`): ``True`` where
+            the probe has class labels (a 1-D integer or bool tensor), with k =
+            :data:`~rmqm_callback.functional.knn.DEFAULT_KNN_K`; ``k`` (an int) to require it with
+            ``k`` neighbours; ``False`` for none.
         checkpoint_probe_mib: the most MiB of probe stored in each checkpoint. A larger probe is
             stored as what rebuilds and verifies it (an int probe: its dataset indices; every
             probe: a fingerprint), and rebuilt from the data on resume.
@@ -93,8 +103,10 @@ class RMQMCallback(LightningCallback):
             probes through every alteration), a model output the ``embed`` rule cannot make
             ``(batch, d)``, a sharded strategy, ``Trainer(barebones=True)``, another
             ``RMQMCallback`` logging the same keys, a monitor that would miss RMQM's epochs or
-            never check, a batch too small for an alteration (PGD's default loss needs 2 probes),
-            a model on the meta device, or a guest pass forecast past ``guest_pass_limit_s``.
+            never check, watches a key this callback does not log (``knn_accuracy`` of a probe without
+            labels), ``knn=k`` for a probe without class labels, a probe of ``k`` or fewer samples, a batch
+            too small for an alteration (PGD's default loss needs 2 probes), a model on the meta device, or
+            a guest pass forecast past ``guest_pass_limit_s``.
 
     Attributes:
         guest_pass_limit_s: the most seconds the fit-start guest pass of two probes may take (60);
@@ -133,6 +145,7 @@ class RMQMCallback(LightningCallback):
         progress: bool | None = None,
         spectral: bool = True,
         checkpoint_probe_mib: float = 16.0,
+        knn: bool | int = True,
     ) -> None:
         self._held = HeldProbe(probe, checkpoint_probe_mib)
         self.alterations = named_alterations(alterations)
@@ -151,11 +164,13 @@ class RMQMCallback(LightningCallback):
             check_bool("progress", progress)
         self.progress = progress
         self.spectral = check_bool("spectral", spectral)
+        knn_k(knn)
+        self.knn = knn
         self.checkpoint_probe_mib = self._held.budget_mib
         self.last_results: dict[str, dict[str, float]] = {}
         self.last_spectral: dict[str, float] = {}
         self._metrics = {name: RMQM(convention=convention, normalize=normalize) for name in self.alterations}
-        self._spectrum = SpectralScores() if spectral else None
+        self._knn: int | None = None  # the k of the k-NN accuracy of the probe taken, None for none
         self._evaluated_epoch: int | None = None
         self._schedule: EvaluationSchedule | None = None  # when the running fit evaluates (from on_train_start)
         self._precision: str | None = None
@@ -167,17 +182,23 @@ class RMQMCallback(LightningCallback):
         """Every scalar key this callback logs (the monitors' keys are checked against them)."""
         quantities = LOGGED_QUANTITIES + (REFERENCE_QUANTITIES if self.convention == "reference" else ())
         keys = {metric_key(self.prefix, name, q) for name in self.alterations for q in (*quantities, SECONDS_KEY)}
-        if self.spectral:
-            keys |= {callback_key(self.prefix, quantity) for quantity in SPECTRAL_QUANTITIES}
-        return keys
+        return keys | self._once_per_callback_keys()
 
     @property
     def key_prefixes(self) -> set[str]:
-        """The start of every key this callback logs: ``{prefix}/{name}`` per alteration, and the spectral keys."""
-        keys = {f"{self.prefix}/{name}" for name in self.alterations}
-        if self.spectral:
-            keys |= {callback_key(self.prefix, quantity) for quantity in SPECTRAL_QUANTITIES}
-        return keys
+        """The start of every key this callback logs: ``{prefix}/{name}`` per alteration, and the keys logged once."""
+        return {f"{self.prefix}/{name}" for name in self.alterations} | self._once_per_callback_keys()
+
+    def _once_per_callback_keys(self) -> set[str]:
+        """The spectral scores (``spectral=True``) and the k-NN accuracy (unless it is known not to be logged)."""
+        keys = {callback_key(self.prefix, quantity) for quantity in SPECTRAL_QUANTITIES} if self.spectral else set()
+        knn = callback_key(self.prefix, KNN_ACCURACY_KEY)
+        return keys if knn in self.unlogged_keys else keys | {knn}
+
+    @property
+    def unlogged_keys(self) -> dict[str, str]:
+        """Keys this callback does not log, with why: a monitor of one is refused with that message (see ``knn``)."""
+        return knn_unlogged(self.prefix, self.knn, self._held.probe)
 
     @property
     @override
@@ -206,6 +227,7 @@ class RMQMCallback(LightningCallback):
             "normalize": self.normalize,
             "prefix": self.prefix,
             "precision": self._precision,
+            "knn": knn_k(self.knn),
         }
 
     def _comparable(self, settings: dict[str, Any]) -> dict[str, Any]:
@@ -236,6 +258,7 @@ class RMQMCallback(LightningCallback):
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         # after a checkpoint restore (which brings its own probe) and after the training data loaded
         schedule = self._schedule = EvaluationSchedule.of(trainer, self.every_n_epochs)
+        self._held.take(trainer, schedule.source)  # the monitors' check needs to know whether it has labels
         check_monitors(trainer, schedule, self.logged_keys, self.prefix)
         self._precision = str(trainer.precision)
         rank_zero_info(self._prepare_probe(trainer, pl_module, schedule.source).describe("RMQMCallback"))
@@ -269,6 +292,7 @@ class RMQMCallback(LightningCallback):
     def _prepare_probe(self, trainer: Trainer, pl_module: LightningModule, source: str) -> Forecast:
         """Take (or read) the probe, and send its first two probes through a whole evaluation: its forecast."""
         probe = self._held.take(trainer, source)
+        self._knn = knn_for_probe(self.knn, probe.labels, len(self._probe_for(trainer)), "RMQMCallback")
         return check_set_up(
             "RMQMCallback",
             pl_module,
@@ -344,11 +368,11 @@ class RMQMCallback(LightningCallback):
             reference = self.convention == "reference"
             charts = Charts(self.prefix, tuple(self.alterations), self.spectral, reference, frozenset(self.logged_keys))
             lay_out(trainer, charts)
-        spectrum = None if self._spectrum is None else self._spectrum.to(pl_module.device)
-        if spectrum is not None:
-            spectrum.reset()  # nothing left over from an evaluation an error interrupted
+        scores = None  # of the first alteration's clean level: one kept state for the spectral scores and k-NN
+        if self.spectral or self._knn is not None:
+            scores = CleanLevelScores(spectral=self.spectral, knn=self._knn).to(pl_module.device)
         for name, alteration in self.alterations.items():
-            clean = spectrum if name == next(iter(self.alterations)) else None
+            clean = scores if name == next(iter(self.alterations)) else None
             values, curves, self.last_results[name] = measure_in_run(
                 trainer,
                 pl_module,
@@ -369,12 +393,12 @@ class RMQMCallback(LightningCallback):
                 figure, _ = plot_curves(curves, strengths=alteration.strengths(), label=label)
                 key = metric_key(self.prefix, name, CURVES_KEY)
                 add_figure(trainer, key, figure, epoch=trainer.current_epoch, step=step)
-        if spectrum is not None:
-            scores = spectrum.compute()  # collective under DDP: every process calls it
-            spectrum.reset()
-            for quantity, value in scores.items():
+        if scores is not None:
+            clean_values = scores.compute()  # collective under DDP: every process calls it
+            scores.reset()
+            for quantity, value in clean_values.items():
                 self._log_value(pl_module, callback_key(self.prefix, quantity), value)
-            self.last_spectral = {quantity: float(value) for quantity, value in scores.items()}
+            self.last_spectral = {q: float(v) for q, v in clean_values.items() if q in SPECTRAL_QUANTITIES}
         if trainer.state.fn == "fit" and not getattr(trainer, "fast_dev_run", False):
             levels = sum(alteration.levels for alteration in self.alterations.values())
             epoch, every = trainer.current_epoch, self.every_n_epochs

@@ -18,6 +18,7 @@ from score_command_module import Dim, MLPEncoder, normalise
 from rmqm_callback import PGD, GaussianNoise, RMQMCallback
 from rmqm_callback.alterations._recorded import callable_spec
 from rmqm_callback.checkpoints.cli import main
+from rmqm_callback.functional import knn_accuracy
 
 TESTS = Path(__file__).resolve().parents[1]  # score_command_module.py
 MODULE = "score_command_module:MLPEncoder"
@@ -33,10 +34,11 @@ class Logged(Callback):
     def on_validation_end(self, trainer, pl_module):
         metrics = trainer.callback_metrics
         self.values[trainer.current_epoch] = {key: float(metrics[f"{key}/RMQM"]) for key in ("rmqm/noise", "rmqm/pgd")}
+        self.values[trainer.current_epoch]["knn"] = float(metrics["rmqm/knn_accuracy"])
 
 
 def _fit(folder: Path, **callback_settings) -> Logged:
-    probe = digits_like_data(24, seed=4)[0]
+    probe = digits_like_data(24, seed=4)  # with its labels: the callback logs its k-NN accuracy
     callback = RMQMCallback(
         probe,
         [GaussianNoise(levels=8), PGD(levels=4)],
@@ -77,6 +79,7 @@ def test_json_rows_equal_what_the_callback_logged_ranked_by_rmqm(fitted, capsys,
         assert set(row) >= {"checkpoint", "key", "RMQM", "D", "D_RC", "P_RC", "D_se", "D_RC_se", "P_RC_se"}
         assert Path(row["checkpoint"]).name == f"epoch={row['epoch']}.ckpt"
         assert row["RMQM"] == pytest.approx(logged.values[row["epoch"]][row["key"]], rel=1e-12, abs=0)
+        assert row["knn_accuracy"] == logged.values[row["epoch"]]["knn"]  # the callback's, in each of its rows
     for key in ("rmqm/noise", "rmqm/pgd"):
         values = [row["RMQM"] for row in rows if row["key"] == key]
         assert values == sorted(values, reverse=True) and len(values) == EPOCHS
@@ -90,7 +93,9 @@ def test_the_table_ranks_the_checkpoints(fitted, capsys, monkeypatch):
     best = max(range(EPOCHS), key=lambda epoch: logged.values[epoch]["rmqm/noise"])
     lines = out.splitlines()
     assert lines[0] == f"rmqm/noise: {EPOCHS} checkpoint(s), best RMQM first"
+    assert lines[1] == "rank |     RMQM |       D |    D_RC |    P_RC | knn_accuracy | epoch | checkpoint"
     assert lines[2].split(" | ")[0].strip() == "1" and lines[2].endswith(f"epoch={best}.ckpt")
+    assert float(lines[2].split(" | ")[5]) == pytest.approx(logged.values[best]["knn"], abs=5e-5)
 
 
 def test_levels_and_batch_size_override_the_recorded_ones(fitted, capsys, monkeypatch):
@@ -110,14 +115,35 @@ def test_a_checkpoint_without_its_probe_asks_for_one_and_scores_with_it(tmp_path
     code, _, err = _run(capsys, path, "--module", MODULE, "--no-progress")
     assert code == 2 and "without its probe" in err and "--probe FILE" in err
     probe_file = tmp_path / "probe.pt"
-    torch.save(digits_like_data(24, seed=4)[0], probe_file)
+    torch.save(digits_like_data(24, seed=4), probe_file)  # the callback's probe, labels and all
     code, out, err = _run(capsys, path, "--module", MODULE, "--probe", str(probe_file), "--json", "--no-progress")
     assert code == 0 and "differs" not in err
     noise = next(row for row in json.loads(out) if row["key"] == "rmqm/noise")
     assert noise["RMQM"] == pytest.approx(logged.values[1]["rmqm/noise"], rel=1e-12)
+    assert noise["knn_accuracy"] == logged.values[1]["knn"]
+    torch.save(digits_like_data(24, seed=4)[0], probe_file)  # its inputs only: the same RMQM, no k-NN accuracy
+    code, out, _ = _run(capsys, path, "--module", MODULE, "--probe", str(probe_file), "--json", "--no-progress")
+    noise = next(row for row in json.loads(out) if row["key"] == "rmqm/noise")
+    assert code == 0 and "knn_accuracy" not in noise
+    assert noise["RMQM"] == pytest.approx(logged.values[1]["rmqm/noise"], rel=1e-12)
     torch.save(digits_like_data(24, seed=5)[0], probe_file)  # not the callback's probe: said so
     code, _, err = _run(capsys, path, "--module", MODULE, "--probe", str(probe_file), "--no-progress")
     assert code == 0 and "differs from the probe the callback used" in err
+
+
+def test_knn_overrides_the_recorded_k(fitted, capsys, monkeypatch):
+    folder, _ = fitted
+    monkeypatch.chdir(TESTS)
+    path = folder / "epoch=2.ckpt"
+    code, out, _ = _run(capsys, str(path), "--module", MODULE, "--json", "--no-progress", "--knn", "3")
+    assert code == 0
+    model = MLPEncoder.load_from_checkpoint(path).eval()
+    inputs, labels = digits_like_data(24, seed=4)
+    with torch.no_grad():
+        expected = knn_accuracy(model.body(normalise(inputs)), labels, k=3).item()
+    assert {row["knn_accuracy"] for row in json.loads(out)} == {expected}
+    code, _, err = _run(capsys, str(path), "--module", MODULE, "--no-progress", "--knn", "0")
+    assert code == 2 and "--knn must be >= 1, got 0" in err
 
 
 def test_a_checkpoint_without_an_rmqm_callback_needs_a_probe(tmp_path, capsys, monkeypatch):

@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from rmqm_callback import PGD, GaussianNoise, InputAlteration, score
 from rmqm_callback.alterations import contrastive_loss
-from rmqm_callback.functional import rmqm
+from rmqm_callback.functional import knn_accuracy, rmqm
 
 
 def _labels(n: int = N) -> torch.Tensor:
@@ -374,3 +374,28 @@ def test_pgd_user_loss_gets_the_model_output_with_a_callable_embed():
     assert set(shapes) == {(2, 3), (8, 3)}  # the guest pass of 2 probes, then the batch of 8
     with pytest.raises(ValueError, match="did not call the model"):
         score(model, (inputs, labels), PGD(levels=3, loss=loss), embed=lambda m, x: m[1](m[0](x)), batch_size=8)
+
+
+# ------------------------------------------------------------------ the k-NN accuracy of a labelled probe
+
+
+@pytest.mark.parametrize("kind", ["pair", "tensor-dataset", "custom-dataset", "loader-5"])
+def test_a_labelled_probe_of_any_kind_adds_its_knn_accuracy(kind):
+    model, x, y = mlp(), probe_inputs(), _labels().to(torch.uint8)
+    result = score(model, _probe_kinds(x, y)[kind], GaussianNoise(levels=4), batch_size=7, knn=2)
+    with torch.no_grad():
+        expected = knn_accuracy(model(x), y, k=2)
+    assert result["knn_accuracy"].item() == expected.item()
+
+
+def test_knn_true_adds_nothing_for_a_probe_without_class_labels_and_knn_k_requires_them():
+    model, x = mlp(), probe_inputs()
+    for probe in (x, (x, _labels().float()), (x, torch.zeros(N, 2, dtype=torch.int64))):
+        assert "knn_accuracy" not in score(model, probe, GaussianNoise(levels=3))
+    assert "knn_accuracy" not in score(model, (x, _labels()), GaussianNoise(levels=3), knn=False)
+    with pytest.raises(ValueError, match=r"score\(knn=3\) computes the k-NN accuracy .*: it has no labels"):
+        score(model, x, GaussianNoise(levels=3), knn=3)
+    with pytest.raises(ValueError, match=r"score\(knn=True\): leave-one-out k-NN with k = 1 needs at least 2 probes"):
+        score(model, (x[:1], _labels(1)), GaussianNoise(levels=3))
+    with pytest.raises(ValueError, match=r"`knn` must be True, False or an int k >= 1, got 0"):
+        score(model, x, GaussianNoise(levels=3), knn=0)

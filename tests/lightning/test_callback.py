@@ -489,6 +489,8 @@ def _train(tmp_path, module_class, with_callback, alteration, hook, probe_kind="
         callbacks = [RMQMCallback(make_probe(probe_kind), alteration, batch_size=16), snapshot]
     fit = trainer(tmp_path, max_epochs=3, callbacks=callbacks)
     fit.fit(module, train, val if hook == "validation" else None)
+    if with_callback:  # the int probe takes labelled samples: its run computes the k-NN accuracy too
+        assert ("rmqm/knn_accuracy" in fit.callback_metrics) == (probe_kind == "int")
     streams = (torch.get_rng_state(), random.getstate(), np.random.get_state()[1])  # noqa: NPY002
     return module, streams, snapshot.checked
 

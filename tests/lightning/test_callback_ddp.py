@@ -24,10 +24,19 @@ from pathlib import Path
 import ddp_fit_script as script
 import pytest
 import torch
+from reference_knn import reference_knn_accuracy
 
 from rmqm_callback import score
-from rmqm_callback.functional import alpha_req, rankme
-from rmqm_callback.keys import LOGGED_QUANTITIES, SECONDS_KEY, SPECTRAL_QUANTITIES, callback_key, metric_key, se_key
+from rmqm_callback.functional import alpha_req, knn_accuracy, rankme
+from rmqm_callback.keys import (
+    KNN_ACCURACY_KEY,
+    LOGGED_QUANTITIES,
+    SECONDS_KEY,
+    SPECTRAL_QUANTITIES,
+    callback_key,
+    metric_key,
+    se_key,
+)
 
 SCRIPT = Path(script.__file__).resolve()
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -114,10 +123,11 @@ def ddp_fit(request, tmp_path_factory):
     return {"case": case, "records": records, "output": output, "elapsed": elapsed, "weights": weights}
 
 
-def _expected_keys() -> set[str]:
+def _expected_keys(case: str) -> set[str]:
     names = [alteration.name for alteration in script.alterations()]
     per_alteration = {metric_key("rmqm", name, q) for name in names for q in (*LOGGED_QUANTITIES, SECONDS_KEY)}
-    return per_alteration | {callback_key("rmqm", quantity) for quantity in SPECTRAL_QUANTITIES}
+    labelled = {callback_key("rmqm", KNN_ACCURACY_KEY)} if case == "int" else set()  # labelled validation data
+    return per_alteration | {callback_key("rmqm", quantity) for quantity in SPECTRAL_QUANTITIES} | labelled
 
 
 def _same(a: float, b: float) -> bool:
@@ -167,7 +177,7 @@ def test_ddp_ranks_hold_the_same_final_weights(ddp_fit):
 def test_ddp_every_rank_logs_every_key_with_the_same_value(ddp_fit):
     records = ddp_fit["records"]
     for rank, record in records.items():
-        assert set(record["metrics"]) == _expected_keys(), f"rank {rank}"
+        assert set(record["metrics"]) == _expected_keys(ddp_fit["case"]), f"rank {rank}"
         assert set(record["dtypes"].values()) == {"torch.float64"}, record["dtypes"]
     for key, value in records[0]["metrics"].items():
         other = records[1]["metrics"][key]
@@ -221,6 +231,20 @@ def test_ddp_rankme_and_alpha_req_equal_the_functional_ones_on_the_clean_probe(d
                 continue
             reference = float(function(clean))
             assert math.isclose(logged, reference, rel_tol=1e-12), f"rank {rank} {quantity}: {logged!r}, {reference!r}"
+
+
+def test_ddp_knn_accuracy_of_the_labelled_int_probe_equals_the_single_process_one(ddp_fit):
+    if ddp_fit["case"] != "int":
+        pytest.skip("only the int probe (the first validation samples) has labels")
+    model = script.TinyClassifier().eval()
+    model.load_state_dict(ddp_fit["weights"][0])
+    probe, labels = script.reference_probe("int"), script.val_data()[1][: script.INT_PROBE]
+    with torch.no_grad():  # blocks 0 and 2 on rank 0, block 1 on rank 1: uneven shards
+        clean = torch.cat([model(block) for block in probe.split(script.BATCH_SIZE)])
+    reference = knn_accuracy(clean, labels).item()
+    assert reference == reference_knn_accuracy(clean.double().numpy(), labels.numpy(), 1)
+    for rank, record in ddp_fit["records"].items():
+        assert record["metrics"][callback_key("rmqm", KNN_ACCURACY_KEY)] == reference, f"rank {rank}"
 
 
 def test_when_process_0_cannot_take_the_probe_every_process_fails_instead_of_waiting(tmp_path):

@@ -53,7 +53,7 @@ def _config(tmp_path, alterations) -> str:
             "callbacks": [
                 {
                     "class_path": "rmqm_callback.RMQMCallback",
-                    "init_args": {"probe": 16, "alterations": alterations, "batch_size": 16},
+                    "init_args": {"probe": 16, "alterations": alterations, "batch_size": 16, "knn": 3},
                 }
             ],
         }
@@ -80,6 +80,8 @@ def test_yaml_configures_the_callback_and_fit_runs_to_the_end(tmp_path, namespac
     for name in names:
         assert f"rmqm/{name}/RMQM" in cli.trainer.callback_metrics
     assert len(callback._probe) == 16
+    assert callback.knn == 3 and not isinstance(callback.knn, bool)  # `knn: 3` is k, not True
+    assert "rmqm/knn_accuracy" in cli.trainer.callback_metrics
 
 
 @pytest.mark.parametrize("namespace", sorted(NAMESPACES))

@@ -1,4 +1,10 @@
-"""A real 2-process torch.distributed (gloo, CPU) run of the RMQM metric equals one process."""
+"""Real torch.distributed (gloo, CPU) runs of the metrics equal one process.
+
+``RMQM`` in a 2-process group; ``KNNAccuracy`` and the callback's shared clean-level state in the
+same 2-process run and in a 1-process group: each rank holds the probe blocks ``rank, rank +
+world_size, ...`` (uneven shards, a rank with none) and updates them in reverse order, and every
+rank must compute the single-process ``knn_accuracy`` and the independent brute force exactly.
+"""
 
 import datetime
 import math
@@ -12,6 +18,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from reference_knn import reference_knn_accuracy, tied_representations
 
 WORLD_SIZE = 2
 TIMEOUT_S = 120
@@ -80,18 +87,57 @@ def _run_scenarios(rank: int) -> dict:
             "curves": {key: value.clone() for key, value in curves.items()},
             "local_probes": local,
         }
+    results["knn"] = _run_knn(rank)  # in the same 2-process run
     return results
 
 
-def _worker(rank: int, port: int, out_dir: str) -> None:
+# ------------------------------------------------------------------ k-NN: KNNAccuracy, the clean-level state
+
+#: probes per block of the k-NN scenarios
+BLOCK = 4
+#: name -> (number of probes, k, label dtype); the tied data has 3 classes
+KNN_SCENARIOS = {
+    "uneven-int32": (29, 3, torch.int32),
+    "uneven-uint8-k1": (23, 1, torch.uint8),
+    "bool-labels": (18, 2, torch.bool),
+    "one-block": (4, 2, torch.int64),  # rank 1 of 2 holds no block and never updates
+}
+
+
+def scenario_probe(name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    n, _, dtype = KNN_SCENARIOS[name]
+    x, labels = tied_representations(n, seed=len(name))
+    return x, (labels % 2 if dtype == torch.bool else labels).to(dtype)
+
+
+def _run_knn(rank: int) -> dict:
+    from rmqm_callback import KNNAccuracy
+    from rmqm_callback.metrics._clean_level import CleanLevelScores
+
+    world_size = dist.get_world_size()
+    results = {}
+    for name, (n, k, _) in KNN_SCENARIOS.items():
+        x, labels = scenario_probe(name)
+        knn, clean = KNNAccuracy(k=k), CleanLevelScores(spectral=True, knn=k)
+        mine = list(range(rank, -(-n // BLOCK), world_size))
+        for block in reversed(mine):  # this rank's shard, last block first
+            rows = torch.arange(block * BLOCK, min((block + 1) * BLOCK, n))
+            knn.update(x[rows].float(), labels[rows], rows)
+            clean.update(x[rows], rows, labels[rows])
+        results[name] = {"knn": knn.compute(), "clean": clean.compute(), "local": len(knn.rows)}
+    return results
+
+
+def _worker(rank: int, port: int, out_dir: str, world_size: int = WORLD_SIZE, run=_run_scenarios) -> None:
+    """One rank: ``run(rank)`` inside a gloo group of ``world_size`` processes, its results saved."""
     os.environ["MASTER_ADDR"] = "127.0.0.1"
     os.environ["MASTER_PORT"] = str(port)
     torch.set_num_threads(1)
     try:
         dist.init_process_group(
-            "gloo", rank=rank, world_size=WORLD_SIZE, timeout=datetime.timedelta(seconds=TIMEOUT_S / 2)
+            "gloo", rank=rank, world_size=world_size, timeout=datetime.timedelta(seconds=TIMEOUT_S / 2)
         )
-        results = _run_scenarios(rank)
+        results = run(rank)
         # results first, then tear down together: a rank that leaves early can abort the other's gloo threads
         path = os.path.join(out_dir, f"rank{rank}.pt")
         torch.save(results, path + ".tmp")
@@ -110,17 +156,18 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _launch(out_dir) -> str | None:
+def _launch(out_dir, world_size: int = WORLD_SIZE, run=_run_scenarios) -> str | None:
     """Run the ranks once; ``None`` when every rank wrote its results, else what went wrong."""
     context = mp.start_processes(
-        _worker, args=(_free_port(), str(out_dir)), nprocs=WORLD_SIZE, join=False, start_method="spawn"
-    )
+        _worker, args=(_free_port(), str(out_dir), world_size, run), nprocs=world_size, join=False,
+        start_method="spawn",
+    )  # fmt: skip
     deadline = time.monotonic() + TIMEOUT_S
     problem = None
     try:
         while not context.join(timeout=1):
             if time.monotonic() > deadline:
-                problem = f"the {WORLD_SIZE}-process run did not finish within {TIMEOUT_S} s"
+                problem = f"the {world_size}-process run did not finish within {TIMEOUT_S} s"
                 break
     except mp.ProcessRaisedException as error:
         problem = f"a rank raised:\n{error}"
@@ -134,24 +181,29 @@ def _launch(out_dir) -> str | None:
                 process.join(5)
     if problem is not None and list(out_dir.glob("*.error")):
         pytest.fail(problem)  # a Python error in a rank is a real failure: no retry
-    written = all((out_dir / f"rank{rank}.pt").exists() for rank in range(WORLD_SIZE))
+    written = all((out_dir / f"rank{rank}.pt").exists() for rank in range(world_size))
     if problem is not None and not written:
         return problem
     return None  # all results written (a crash inside gloo's teardown after that does not matter here)
 
 
-@pytest.fixture(scope="module")
-def ddp_results(tmp_path_factory):
+def run_ranks(tmp_path_factory, world_size: int = WORLD_SIZE, run=_run_scenarios) -> list:
+    """Every rank's results of ``run(rank)`` in a real gloo group of ``world_size`` processes (one retry)."""
     if not dist.is_available() or not dist.is_gloo_available():
         pytest.skip("torch.distributed with gloo is not available")
     problems = []
     for attempt in range(2):  # one retry, for a lost port race or a transport failure of the machine
         out_dir = tmp_path_factory.mktemp(f"ddp{attempt}")
-        problem = _launch(out_dir)
+        problem = _launch(out_dir, world_size, run)
         if problem is None:
-            return [torch.load(out_dir / f"rank{rank}.pt") for rank in range(WORLD_SIZE)]
+            return [torch.load(out_dir / f"rank{rank}.pt") for rank in range(world_size)]
         problems.append(problem)
     pytest.fail("\n".join(problems))
+
+
+@pytest.fixture(scope="module")
+def ddp_results(tmp_path_factory):
+    return run_ranks(tmp_path_factory)
 
 
 def _single_process(name: str) -> tuple[dict, dict]:
@@ -205,3 +257,27 @@ def test_nearly_identical_scenario_has_the_exact_standard_errors():
 
     computed, _ = _single_process("nearly-identical")
     assert_matches(computed, reference_rmqm(_scenario_trajectories("nearly-identical").numpy()), SE_KEYS, rel=1e-6)
+
+
+@pytest.fixture(scope="module", params=[1, 2], ids=["1-process", "2-processes"])
+def gloo_results(request, tmp_path_factory):
+    if request.param == 1:
+        return 1, run_ranks(tmp_path_factory, 1, _run_knn)
+    return 2, [results["knn"] for results in request.getfixturevalue("ddp_results")]  # the run above
+
+
+@pytest.mark.parametrize("name", list(KNN_SCENARIOS))
+def test_every_rank_computes_the_single_process_knn_accuracy(gloo_results, name):
+    from rmqm_callback.functional import knn_accuracy, rankme
+
+    world_size, ranks = gloo_results
+    n, k, _ = KNN_SCENARIOS[name]
+    x, labels = scenario_probe(name)
+    expected = knn_accuracy(x, labels, k).item()
+    assert expected == reference_knn_accuracy(x.numpy(), labels.to(torch.int64).numpy(), k)
+    for rank, results in enumerate(ranks):
+        result = results[name]
+        assert result["knn"].item() == expected, f"rank {rank} of {world_size}"
+        assert result["clean"]["knn_accuracy"].item() == expected, f"rank {rank} of {world_size}"
+        assert result["clean"]["RankMe"].item() == rankme(x).item()
+        assert result["local"] == len(range(rank, -(-n // BLOCK), world_size))  # compute leaves its shard

@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import importlib
 import io
+import sys
+from unittest import mock
 
 import pytest
 import yaml
@@ -64,9 +66,11 @@ def _config(tmp_path, alterations) -> str:
 
 
 def _cli(namespace: str, args: list[str]):
-    return importlib.import_module(f"{namespace}.cli").LightningCLI(
-        TINY_ENCODERS[namespace], DATA_MODULES[namespace], args=args, save_config_callback=None
-    )
+    # a CLI given `args` warns when the process has command-line arguments of its own (pytest's): it has none here
+    with mock.patch.object(sys, "argv", sys.argv[:1]):
+        return importlib.import_module(f"{namespace}.cli").LightningCLI(
+            TINY_ENCODERS[namespace], DATA_MODULES[namespace], args=args, save_config_callback=None
+        )
 
 
 @pytest.mark.parametrize("form", sorted(ALTERATIONS))

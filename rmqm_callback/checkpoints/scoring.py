@@ -33,13 +33,17 @@ from rmqm_callback.evaluation.encoder import Encoder
 from rmqm_callback.evaluation.probe import Probe
 from rmqm_callback.functional._checks import check_int
 from rmqm_callback.functional.knn import DEFAULT_KNN_K, class_labels_problem
-from rmqm_callback.keys import KNN_ACCURACY_KEY
+from rmqm_callback.keys import KNN_ACCURACY_KEY, LOGGED_QUANTITIES, SPECTRAL_QUANTITIES
 from rmqm_callback.lightning._probe_state import fingerprint, record_from_state, stored_probe
+from rmqm_callback.lightning._synced import logged_values
 from rmqm_callback.metrics._clean_level import CleanLevelScores
 from rmqm_callback.metrics.rmqm import RMQM
 
-#: The result keys each row carries, besides where it comes from.
-RESULT_KEYS = ("RMQM", "D", "D_RC", "P_RC", "D_se", "D_RC_se", "P_RC_se", "num_probes")
+#: The values every row carries, named as the callback logs them under ``{prefix}/{name}/`` (``se/D``,
+#: ``left_out/D_RC``...), besides ``num_probes`` and where the row comes from; ``convention="reference"``
+#: adds :data:`~rmqm_callback.keys.REFERENCE_QUANTITIES`, a callback with ``spectral=True`` its
+#: :data:`~rmqm_callback.keys.SPECTRAL_QUANTITIES`, a labelled probe ``knn_accuracy``.
+RESULT_KEYS = LOGGED_QUANTITIES
 
 
 def find_checkpoints(paths: Iterable[str | Path]) -> list[Path]:
@@ -140,12 +144,19 @@ def _override(embed: str) -> Any:
 
 
 def _result_row(
-    path: Path, key: str, result: dict[str, torch.Tensor] | None, checkpoint: dict[str, Any], num_probes: int
+    path: Path,
+    key: str,
+    result: dict[str, torch.Tensor] | None,
+    checkpoint: dict[str, Any],
+    skipped: int,
+    num_probes: int,
+    reference: bool,
 ) -> dict[str, Any]:
-    """One row; NaN values where the representations were not finite (``result`` is ``None``)."""
+    """One row, with the values the callback logs; NaN where the representations were not finite (``result`` is ``None``)."""
     row: dict[str, Any] = {"checkpoint": str(path), "key": key}
-    row.update({name: math.nan if result is None else float(result[name]) for name in RESULT_KEYS})
-    row["num_probes"] = num_probes if result is None else int(row["num_probes"])
+    values = logged_values(result, skipped, num_probes, torch.device("cpu"), reference)
+    row.update({name: float(value) for name, value in values.items()})
+    row["num_probes"] = num_probes
     row["epoch"], row["global_step"] = checkpoint.get("epoch"), checkpoint.get("global_step")
     return row
 
@@ -217,11 +228,14 @@ def _score_state(
     convention, normalize = recorded.get("convention", "paper"), recorded.get("normalize", True)
     keys = [f"{recorded.get('prefix', 'rmqm')}/{name}" for name in alterations]
     k = _knn_of(recorded, options["knn"], used, path, notes)
-    clean = None if k is None else CleanLevelScores(spectral=False, knn=k).to(device)  # of the first alteration
+    spectral = bool(recorded.get("spectral", True))  # checkpoints before 0.3: the default
+    once = (SPECTRAL_QUANTITIES if spectral else ()) + ((KNN_ACCURACY_KEY,) if k is not None else ())
+    reference = convention == "reference"
+    clean = CleanLevelScores(spectral=spectral, knn=k).to(device) if once else None  # of the first alteration
     if not _representations_finite(scored, encoder, used, plugin, device):  # as the callback, log NaN
         notes.append(f"{path}: the model gives non-finite representations (diverged weights?): NaN.")
-        rows = [_result_row(path, key, None, checkpoint, len(used)) for key in keys]
-        return [{**row, KNN_ACCURACY_KEY: math.nan} for row in rows] if clean is not None else rows, notes
+        rows = [_result_row(path, key, None, checkpoint, len(used), len(used), reference) for key in keys]
+        return [{**row, **dict.fromkeys(once, math.nan)} for row in rows], notes
     check_set_up(
         "rmqm score", scored, encoder, used, alterations, precision=plugin, device=device, batch_size=blocks,
         convention=convention, normalize=normalize,
@@ -236,10 +250,11 @@ def _score_state(
         )  # fmt: skip
         if skipped:
             notes.append(f"{path}: {key}: {skipped} probes gave non-finite representations: NaN.")
-        rows.append(_result_row(path, key, None if skipped else metric.compute(), checkpoint, len(used)))
+        result = None if skipped else metric.compute()
+        rows.append(_result_row(path, key, result, checkpoint, skipped, len(used), reference))
     if clean is not None:  # one value per callback, in each of its rows
-        accuracy = float(clean.compute()[KNN_ACCURACY_KEY])
-        rows = [{**row, KNN_ACCURACY_KEY: accuracy} for row in rows]
+        scores = {name: float(value) for name, value in clean.compute().items()}
+        rows = [{**row, **scores} for row in rows]
     return rows, notes
 
 
@@ -272,12 +287,16 @@ def score_checkpoint(
             none; a checkpoint of a version before ``knn`` gets the default k).
 
     Returns:
-        ``(rows, notes)``: rows with ``checkpoint``, ``key`` (``{prefix}/{name}``), ``RMQM``,
-        ``D``, ``D_RC``, ``P_RC``, their SEs, ``num_probes``, ``epoch``, ``global_step``, and,
-        where the probe has class labels, ``knn_accuracy`` (of the callback's clean probe, the same
-        in each of its rows); NaN values, as the callback logs them, where the model gave
-        non-finite representations; and notes for the user (a probe other than the callback's,
-        overridden settings, NaN).
+        ``(rows, notes)``: rows with ``checkpoint``, ``key`` (``{prefix}/{name}``), ``epoch``,
+        ``global_step``, ``num_probes`` and the values under the names the callback logs them
+        (``{key}/{name}`` is the logged key): ``RMQM``, ``D``, ``D_RC``, ``P_RC``, the left-out
+        shares ``left_out/D_RC``, ``left_out/P_RC``, ``left_out/non_finite``, the standard errors
+        ``se/D``, ``se/D_RC``, ``se/P_RC`` (``D_prev`` and ``se/D_prev`` with
+        ``convention="reference"``), and, once per callback and the same in each of its rows,
+        ``RankMe`` and ``alpha_ReQ`` (``spectral=True``) and, where the probe has class labels,
+        ``knn_accuracy``; NaN values, as the callback logs them, where the model gave non-finite
+        representations; and notes for the user (a probe other than the callback's, overridden
+        settings, NaN).
 
     Raises:
         ValueError: the class cannot load the checkpoint, no probe, or a setting that cannot be rebuilt.

@@ -228,6 +228,7 @@ class RMQMCallback(LightningCallback):
             "prefix": self.prefix,
             "precision": self._precision,
             "knn": knn_k(self.knn),
+            "spectral": self.spectral,
         }
 
     def _comparable(self, settings: dict[str, Any]) -> dict[str, Any]:

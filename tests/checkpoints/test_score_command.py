@@ -30,11 +30,15 @@ class Logged(Callback):
 
     def __init__(self) -> None:
         self.values: dict[int, dict[str, float]] = {}
+        self.logged: dict[int, dict[str, float]] = {}  # every value logged under rmqm/ but the seconds
 
     def on_validation_end(self, trainer, pl_module):
         metrics = trainer.callback_metrics
         self.values[trainer.current_epoch] = {key: float(metrics[f"{key}/RMQM"]) for key in ("rmqm/noise", "rmqm/pgd")}
         self.values[trainer.current_epoch]["knn"] = float(metrics["rmqm/knn_accuracy"])
+        self.logged[trainer.current_epoch] = {
+            key: float(value) for key, value in metrics.items() if key.startswith("rmqm/") and not key.endswith("seconds")
+        }
 
 
 def _fit(folder: Path, **callback_settings) -> Logged:
@@ -76,13 +80,34 @@ def test_json_rows_equal_what_the_callback_logged_ranked_by_rmqm(fitted, capsys,
     rows = json.loads(out)
     assert len(rows) == EPOCHS * 2
     for row in rows:
-        assert set(row) >= {"checkpoint", "key", "RMQM", "D", "D_RC", "P_RC", "D_se", "D_RC_se", "P_RC_se"}
+        assert set(row) >= {"checkpoint", "key", "RMQM", "D", "D_RC", "P_RC", "se/D", "se/D_RC", "se/P_RC"}
         assert Path(row["checkpoint"]).name == f"epoch={row['epoch']}.ckpt"
         assert row["RMQM"] == pytest.approx(logged.values[row["epoch"]][row["key"]], rel=1e-12, abs=0)
         assert row["knn_accuracy"] == logged.values[row["epoch"]]["knn"]  # the callback's, in each of its rows
     for key in ("rmqm/noise", "rmqm/pgd"):
         values = [row["RMQM"] for row in rows if row["key"] == key]
         assert values == sorted(values, reverse=True) and len(values) == EPOCHS
+
+
+def test_json_keys_are_the_logged_ones_with_the_logged_values(fitted, capsys, monkeypatch):
+    folder, logged = fitted
+    monkeypatch.chdir(TESTS)
+    code, out, _ = _run(capsys, str(folder), "--module", MODULE, "--json", "--no-progress")
+    assert code == 0
+    where = {"checkpoint", "key", "epoch", "global_step", "num_probes"}
+    for row in json.loads(out):
+        values = {name: value for name, value in row.items() if name not in where}
+        prefix, _ = row["key"].split("/")
+        # the alteration's own keys under {key}/, the once-per-callback ones (RankMe, alpha_ReQ, knn_accuracy) under {prefix}/
+        expected = {
+            key.removeprefix(f"{row['key']}/") if key.startswith(f"{row['key']}/") else key.removeprefix(f"{prefix}/"): value
+            for key, value in logged.logged[row["epoch"]].items()
+            if key.startswith(f"{row['key']}/") or key.count("/") == 1
+        }
+        assert set(values) == set(expected)
+        assert {"se/D", "left_out/D_RC", "left_out/non_finite", "RankMe", "alpha_ReQ", "knn_accuracy"} <= set(values)
+        for name, value in values.items():
+            assert value == pytest.approx(expected[name], rel=1e-9, abs=1e-12), name
 
 
 def test_the_table_ranks_the_checkpoints(fitted, capsys, monkeypatch):

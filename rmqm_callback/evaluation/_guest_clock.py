@@ -97,7 +97,8 @@ class Forecast:
         return (
             f"{owner}: one evaluation of {self.num_probes} probes is forecast at about {_duration(total)} ({parts}),"
             f" from the guest pass of {self.guest_probes} probes through every level"
-            f" ({_duration(self.guest_seconds)}); the logged `seconds` give the measured time."
+            f" ({_duration(self.guest_seconds)}): an upper estimate, as full batches run faster per probe than"
+            f" two probes at a time; the logged `seconds` give the measured time."
         )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from rmqm_callback.alterations._cache import AlteredCache
 from rmqm_callback.alterations._inputs import check_alteration_inputs, check_clip
 from rmqm_callback.alterations.base import InputAlteration
 from rmqm_callback.functional._checks import check_int, check_number
@@ -12,6 +13,19 @@ from rmqm_callback.functional._checks import check_int, check_number
 #: Noise is drawn for blocks of this many consecutive probes, one generator seed per block and level.
 NOISE_BLOCK = 16
 _MASK64 = (1 << 64) - 1
+#: Default memory for altered inputs kept across evaluations (MiB): 512 probes x 100 levels of 1x28x28 fit.
+DEFAULT_CACHE_MIB = 256.0
+
+
+def _first_of_range(indices: Tensor) -> int | None:
+    """``indices[0]`` if ``indices`` are consecutive increasing integers, else ``None``."""
+    if indices.dim() != 1:
+        return None
+    indices = indices.to("cpu", torch.int64)
+    first = int(indices[0])
+    if not bool((indices == torch.arange(first, first + indices.shape[0])).all()):
+        return None
+    return first
 
 
 def _mix(*keys: int) -> int:
@@ -42,10 +56,20 @@ class GaussianNoise(InputAlteration):
         max_std: standard deviation at the last level (the paper: 1.0).
         clip: ``(lo, hi)`` input range to clip to, or ``None`` not to clip (nor check the range).
         seed: seed of the noise.
+        cache_mib: memory (MiB) for altered inputs kept across evaluations, on the inputs' device.
+            The noise never changes within a run, so a block of probes met again (the next
+            evaluation of the same probe) reuses its altered inputs instead of drawing the noise
+            again: the same numbers, bit for bit, without the cost of drawing them. The first
+            blocks and levels made are kept until the budget is spent; the rest are drawn anew at
+            every evaluation, so memory stays flat in the number of probes and levels. A block
+            whose inputs changed, a new device, dtype or input shape, or a kept input that the
+            model modified in place, is made anew. ``0`` keeps nothing. A :func:`~rmqm_callback.score`
+            call without an alteration makes a fresh one (nothing to reuse): pass the same
+            instance to reuse it across calls; the callback keeps its instances across epochs.
 
     Raises:
         TypeError / ValueError: ``levels < 3``, ``max_std <= 0`` (no noise: every level would be the
-            input), ``clip`` with ``lo >= hi``.
+            input), ``clip`` with ``lo >= hi``, ``cache_mib < 0``.
 
     Examples:
         >>> import torch
@@ -57,6 +81,11 @@ class GaussianNoise(InputAlteration):
         True
         >>> bool(torch.equal(noise.alter(x, torch.arange(3), 4)[2], noise.alter(x[2:], torch.tensor([2]), 4)[0]))
         True
+        >>> kept = noise.alter(x, torch.arange(3), 4)  # made again? no: kept since the call above
+        >>> kept is noise.alter(x, torch.arange(3), 4), noise.cache_nbytes > 0
+        (True, True)
+        >>> bool(torch.equal(kept, GaussianNoise(levels=5, max_std=0.4, cache_mib=0).alter(x, torch.arange(3), 4)))
+        True
 
     """
 
@@ -64,13 +93,43 @@ class GaussianNoise(InputAlteration):
     pure = True  # private generators, keyed by probe and level: safe to run ahead on a helper thread
 
     def __init__(
-        self, levels: int = 100, max_std: float = 1.0, clip: tuple[float, float] | None = (0.0, 1.0), seed: int = 0
+        self,
+        levels: int = 100,
+        max_std: float = 1.0,
+        clip: tuple[float, float] | None = (0.0, 1.0),
+        seed: int = 0,
+        cache_mib: float = DEFAULT_CACHE_MIB,
     ) -> None:
         super().__init__(levels)
         self.max_std = check_number("max_std", max_std, positive=True)  # 0 would alter nothing
         self.clip = check_clip(clip)
         self.seed = check_int("seed", seed, minimum=0)
+        self.cache_mib = check_number("cache_mib", cache_mib)
         self._stds = torch.linspace(0.0, self.max_std, self.levels, dtype=torch.float64).tolist()
+        self._cache = AlteredCache(int(self.cache_mib * 2**20))
+
+    def init_args(self) -> dict[str, object]:
+        """The settings and ``cache_mib`` (which changes no number, so is not part of :meth:`_settings`)."""
+        return {**self._settings(), "cache_mib": self.cache_mib}
+
+    @property
+    def cache_nbytes(self) -> int:
+        """Bytes of altered inputs (and their blocks' clean inputs) kept now, at most ``cache_mib`` MiB."""
+        return self._cache.nbytes
+
+    def clear_cache(self) -> None:
+        """Forget the altered inputs kept so far (the next evaluation draws its noise again)."""
+        self._cache.clear()
+
+    def __getstate__(self) -> dict[str, object]:
+        # a copy (a DDP process, a checkpointed callback) starts with an empty cache: no tensors, no lock
+        state = dict(self.__dict__)
+        state.pop("_cache")
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        self._cache = AlteredCache(int(self.cache_mib * 2**20))
 
     def strengths(self) -> Tensor:
         """Noise standard deviation of each level."""
@@ -115,9 +174,22 @@ class GaussianNoise(InputAlteration):
         return drawn[position.to(device), rows]
 
     def alter(self, inputs: Tensor, indices: Tensor, level: int) -> Tensor:
-        """Level ``level`` of ``inputs``: ``inputs`` itself at level 0."""
+        """Level ``level`` of ``inputs``: ``inputs`` itself at level 0; kept ones reused (see ``cache_mib``).
+
+        A kept tensor is returned as it is: a caller must not write into it (a write is
+        detected, and that entry made anew next time).
+        """
         if level == 0:
             return inputs
+        if self._cache.budget_bytes > 0 and inputs.shape[0] > 0:
+            first = _first_of_range(indices)
+            if first is not None:
+                context = (self.seed, self.max_std, self.clip, self.levels)
+                make = lambda: self._made(inputs, indices, level)  # noqa: E731
+                return self._cache.get_or_make(inputs, first, level, context, make)
+        return self._made(inputs, indices, level)
+
+    def _made(self, inputs: Tensor, indices: Tensor, level: int) -> Tensor:
         noise = self.noise(indices, level, tuple(inputs.shape[1:]), inputs.device).to(inputs.dtype)
         # the noise buffer is ours: write the sum into it rather than into a new tensor
         altered = torch.add(inputs, noise, alpha=self._stds[level], out=noise)

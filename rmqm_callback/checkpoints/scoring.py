@@ -152,7 +152,7 @@ def _result_row(
     num_probes: int,
     reference: bool,
 ) -> dict[str, Any]:
-    """One row, with the values the callback logs; NaN where the representations were not finite (``result`` is ``None``)."""
+    """One row, with the values the callback logs; NaN where the representations were not finite (no ``result``)."""
     row: dict[str, Any] = {"checkpoint": str(path), "key": key}
     values = logged_values(result, skipped, num_probes, torch.device("cpu"), reference)
     row.update({name: float(value) for name, value in values.items()})

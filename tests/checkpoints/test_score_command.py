@@ -36,9 +36,8 @@ class Logged(Callback):
         metrics = trainer.callback_metrics
         self.values[trainer.current_epoch] = {key: float(metrics[f"{key}/RMQM"]) for key in ("rmqm/noise", "rmqm/pgd")}
         self.values[trainer.current_epoch]["knn"] = float(metrics["rmqm/knn_accuracy"])
-        self.logged[trainer.current_epoch] = {
-            key: float(value) for key, value in metrics.items() if key.startswith("rmqm/") and not key.endswith("seconds")
-        }
+        rmqm = {key: value for key, value in metrics.items() if key.startswith("rmqm/")}
+        self.logged[trainer.current_epoch] = {key: float(value) for key, value in rmqm.items() if "seconds" not in key}
 
 
 def _fit(folder: Path, **callback_settings) -> Logged:
@@ -98,11 +97,12 @@ def test_json_keys_are_the_logged_ones_with_the_logged_values(fitted, capsys, mo
     for row in json.loads(out):
         values = {name: value for name, value in row.items() if name not in where}
         prefix, _ = row["key"].split("/")
-        # the alteration's own keys under {key}/, the once-per-callback ones (RankMe, alpha_ReQ, knn_accuracy) under {prefix}/
+        # the alteration's own keys under {key}/; the once-per-callback ones (RankMe, knn_accuracy...) under {prefix}/
+        own, once = f"{row['key']}/", f"{prefix}/"
         expected = {
-            key.removeprefix(f"{row['key']}/") if key.startswith(f"{row['key']}/") else key.removeprefix(f"{prefix}/"): value
+            key.removeprefix(own) if key.startswith(own) else key.removeprefix(once): value
             for key, value in logged.logged[row["epoch"]].items()
-            if key.startswith(f"{row['key']}/") or key.count("/") == 1
+            if key.startswith(own) or key.count("/") == 1
         }
         assert set(values) == set(expected)
         assert {"se/D", "left_out/D_RC", "left_out/non_finite", "RankMe", "alpha_ReQ", "knn_accuracy"} <= set(values)

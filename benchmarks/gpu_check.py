@@ -130,7 +130,8 @@ def main() -> int:
     failures += not same
     synchronize(device)
     print(f"\npeak memory: {_peak_memory(device)}")
-    print(f"total: {time.perf_counter() - start:.1f} s, {'all checks passed' if not failures else f'{failures} FAILED'}")
+    verdict = "all checks passed" if not failures else f"{failures} FAILED"
+    print(f"total: {time.perf_counter() - start:.1f} s, {verdict}")
     return 1 if failures else 0
 
 

@@ -152,6 +152,8 @@ class Recorder(Callback):
                 "rankme": safe_score(rankme, z),
                 "alpha_req": safe_score(alpha_req, z),
                 "rankme_small": safe_score(rankme, small),
+                "rankme_centred": safe_score(rankme, z - z.mean(dim=0, keepdim=True)),
+                "rankme_centred_small": safe_score(rankme, small - small.mean(dim=0, keepdim=True)),
                 "alpha_req_small": safe_score(alpha_req, small),
                 "nonfinite_clean": float((~torch.isfinite(z)).any(1).float().mean()),
                 "mean_norm": float(z.norm(dim=1).mean()),
@@ -207,6 +209,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dataset", choices=sorted(DATASETS), default="digits")
     parser.add_argument("--groups", nargs="+", choices=GROUPS, default=list(GROUPS))
+    parser.add_argument("--only", nargs="+", default=None, help="keep the runs whose name holds one of these")
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--workers", type=int, default=2, help="runs trained in parallel, 1 torch thread each")
@@ -216,6 +219,8 @@ def main(argv: list[str] | None = None) -> None:
     args.output = args.output or Path(f"examples/results/collapse_runs_{args.dataset}.csv")
     load_data(0, SETTINGS["L100"][0], args.dataset, args.cache_dir)  # make and cache generated data once
     runs = [run for run in all_runs() if run["group"] in args.groups]
+    if args.only:
+        runs = [run for run in runs if any(part in run["run"] for part in args.only)]
     # slow runs first: the self-supervised ones embed two views per step
     runs.sort(key=lambda run: run["method"] in ("cross-entropy", "triplet-supervised", "triplet-entropy"))
     print(f"{len(runs)} runs x {args.epochs} epochs with {args.workers} workers ...", flush=True)

@@ -258,4 +258,5 @@ def all_classes_split(
         "val_x": inputs[val],
         "val_y": labels[val],
         "probe_x": inputs[probe],
+        "probe_y": labels[probe],
     }

@@ -173,3 +173,13 @@ def test_every_number_stated_as_measured_is_in_a_committed_results_file(page):
     assert numbers, "the check reads no number here"
     missing = sorted(numbers - corpus)
     assert not missing, f"numbers in {_name(page)} found in no results file: {missing}"
+
+
+def test_every_alteration_signature_written_inline_is_the_real_one():
+    """Inline ``GaussianNoise(...)`` / ``PGD(...)`` signatures in the prose name every argument the class takes."""
+    for page in PAGES:
+        for name, arguments in re.findall(r"`(GaussianNoise|PGD)\(([a-z_]+=[^`]*)\)`", page.read_text()):
+            shown = [part.split("=")[0].strip() for part in re.split(r",\s*(?![^()]*\))", arguments)]
+            real = list(inspect.signature(getattr(rmqm_callback, name)).parameters)
+            if len(shown) > 2:  # a full signature, not a call with one or two settings
+                assert shown == real, (_name(page), name, shown, real)

@@ -69,10 +69,8 @@ def _throughputs(device: torch.device, probes: int, levels: int, batch_size: int
         inference, _ = timed_once(lambda: [model(batch) for _ in range(passes)], device)
     model_rate = passes * batch.shape[0] / inference
     rows = []
-    for name, alteration, inputs in (
-        ("noise", GaussianNoise(levels=levels), probes * levels),
-        ("pgd", PGD(levels=max(3, levels // 3)), probes * max(3, levels // 3)),
-    ):
+    for name, alteration in (("noise", GaussianNoise(levels=levels)), ("pgd", PGD(levels=max(3, levels // 3)))):
+        inputs = probes * alteration.levels
         score(model, probe[:batch_size], alteration, device=device, batch_size=batch_size)  # warm-up
         seconds, result = timed_once(
             lambda alteration=alteration: score(model, probe, alteration, device=device, batch_size=batch_size), device

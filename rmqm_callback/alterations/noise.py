@@ -106,7 +106,10 @@ class GaussianNoise(InputAlteration):
         self.seed = check_int("seed", seed, minimum=0)
         self.cache_mib = check_number("cache_mib", cache_mib)
         self._stds = torch.linspace(0.0, self.max_std, self.levels, dtype=torch.float64).tolist()
-        self._cache = AlteredCache(int(self.cache_mib * 2**20))
+        self._cache = self._empty_cache()
+
+    def _empty_cache(self) -> AlteredCache:
+        return AlteredCache(int(self.cache_mib * 2**20))
 
     def init_args(self) -> dict[str, object]:
         """The settings and ``cache_mib`` (which changes no number, so is not part of :meth:`_settings`)."""
@@ -129,7 +132,7 @@ class GaussianNoise(InputAlteration):
 
     def __setstate__(self, state: dict[str, object]) -> None:
         self.__dict__.update(state)
-        self._cache = AlteredCache(int(self.cache_mib * 2**20))
+        self._cache = self._empty_cache()
 
     def strengths(self) -> Tensor:
         """Noise standard deviation of each level."""

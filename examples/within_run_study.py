@@ -37,6 +37,7 @@ import multiprocessing
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from math import nan
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the examples' _modules
@@ -52,15 +53,22 @@ from _methods import METHODS, EncoderModule
 from _within import EpochSnapshots, jacobian_participation_ratio, representation_participation_ratio
 from _within_report import write_markdown, write_plot
 from correlation_study import LEARNING_RATES, load_data
+from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset
 
 from rmqm_callback import GaussianNoise, score
+from rmqm_callback.functional import knn_accuracy as probe_knn_accuracy
 from rmqm_callback.functional.spectral import alpha_req, rankme
 
 DEFAULT_METHODS = ("cross-entropy", "nt-xent", "triplet-supervised")
+#: The checkpoint-selection study (issue #17): the labelled probe's leave-one-out k-NN accuracy, as the callback
+#: logs it, on the first n of the held-out probe (nested: the probe a ``probe_size=n`` split would give), per k.
+SELECTION_PROBES = (64, 256, 512)
+SELECTION_KS = (1, 3, 5, 10)
+SELECTION_COLUMNS = tuple(f"probe_knn_n{n}_k{k}" for n in SELECTION_PROBES for k in SELECTION_KS)
 COLUMNS = (
     "setup", "method", "seed", "epoch", "train_loss", "RMQM", "D", "D_RC", "P_RC", "D_se", "D_RC_se", "P_RC_se",
-    "rankme", "alpha_req", "jacobian_pr", "representation_pr", "knn_accuracy",
+    "rankme", "alpha_req", "jacobian_pr", "representation_pr", "knn_accuracy", *SELECTION_COLUMNS,
 )  # fmt: skip
 
 
@@ -104,7 +112,7 @@ def setup_data(settings: dict[str, object], setup: str, seed: int) -> tuple[dict
     if setup == "transfer":
         return load_data(settings), len(dataset.seen)
     data = all_classes_split(dataset.name, int(settings["probe_size"]), seed, settings["cache_dir"])
-    probe = {"train_x": data["train_x"], "train_y": data["train_y"], "probe_x": data["probe_x"]}
+    probe = {key: data[key] for key in ("train_x", "train_y", "probe_x", "probe_y")}
     downstream = {"fit_x": data["train_x"], "fit_y": data["train_y"], "test_x": data["val_x"], "test_y": data["val_y"]}
     return {**probe, **downstream}, len(dataset.class_names)
 
@@ -137,6 +145,16 @@ def score_checkpoint(model: EncoderModule, data: dict[str, torch.Tensor], levels
         "knn_accuracy": knn_accuracy(
             embed(model, data["fit_x"]), data["fit_y"], embed(model, data["test_x"]), data["test_y"]
         ),
+        **probe_knn_columns(probe_z, data["probe_y"]),
+    }
+
+
+def probe_knn_columns(probe_z: Tensor, probe_y: Tensor) -> dict[str, float]:
+    """``probe_knn_n{n}_k{k}``: leave-one-out k-NN accuracy of the first ``n`` probes (NaN if the probe is smaller)."""
+    return {
+        f"probe_knn_n{n}_k{k}": float(probe_knn_accuracy(probe_z[:n], probe_y[:n], k)) if n <= len(probe_z) else nan
+        for n in SELECTION_PROBES
+        for k in SELECTION_KS
     }
 
 

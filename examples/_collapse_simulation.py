@@ -216,5 +216,3 @@ def margins(runs: dict[str, list[dict[str, Any]]], threshold: Any, small_evals: 
                 f" {min(rmqm):.2f}-{max(rmqm):.2f} |"
             )
     return "\n".join(lines) + "\n"
-
-

@@ -18,15 +18,19 @@ ratios (PR = (sum s^2)^2 / sum s^4): of the singular values of the Jacobian of t
 representation at each probe image (averaged), and of the centred normalised probe embeddings. Per run:
 Spearman of each score with accuracy and with the epoch, the epoch ``ModelCheckpoint(mode="max"/"min")``
 would keep on each score, and the accuracy that costs. Outputs in ``--output-dir``:
-``within_run_<dataset>.csv`` (one row per checkpoint), ``within_run_<dataset>.md`` and
-``within_run_<dataset>.png``. Runs go to ``--workers`` processes (one torch thread each); the CSV does
-not depend on their number.
+``within_run_<dataset>.csv`` (one row per checkpoint), ``within_run_<dataset>.md``,
+``within_run_<dataset>.png`` and ``checkpoint_selection_<dataset>.md`` (``checkpoint_selection.py``: the
+epoch ``ModelCheckpoint`` keeps on the labelled probe's k-NN accuracy, for probes of 64 / 256 / 512 and
+k 1 / 3 / 5 / 10). Runs go to ``--workers`` processes (one torch thread each); the CSV does not depend on
+their number.
 
 Run from the repository root::
 
     python examples/within_run_study.py --quick                            # 6 short runs, 20-70 s on 2 CPU cores
     python examples/within_run_study.py --output-dir examples/results      # 12 runs x 31 checkpoints, 21-28 min
     python examples/within_run_study.py --dataset mnist1d --quick
+    python examples/within_run_study.py --dataset mnist1d --probe-size 512 --output-dir examples/results
+    python examples/within_run_study.py --dataset glyphs --probe-size 512 --seeds 0 --output-dir examples/results
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ from _fits import init_worker, quiet_trainer
 from _methods import METHODS, EncoderModule
 from _within import EpochSnapshots, jacobian_participation_ratio, representation_participation_ratio
 from _within_report import write_markdown, write_plot
+from checkpoint_selection import report_path, write_selection_markdown
 from correlation_study import LEARNING_RATES, load_data
 from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset
@@ -235,8 +240,9 @@ def main(argv: list[str] | None = None) -> None:
     write_plot(rows, stem.with_suffix(".png"))
     wall = time.perf_counter() - start
     text = write_markdown(rows, settings, vars(args), wall, stem.with_suffix(".md"))
+    write_selection_markdown(rows, args.dataset, report_path(stem.with_suffix(".csv")))
     print("\n" + text)
-    print(f"Wrote {stem}.csv, {stem.name}.md, {stem.name}.png")
+    print(f"Wrote {stem}.csv, {stem.name}.md, {stem.name}.png, {report_path(stem.with_suffix('.csv')).name}")
     print(f"Total {wall:.0f} s.")
 
 

@@ -13,6 +13,8 @@ import torch
 from test_examples import run_example
 from torch import nn
 
+from rmqm_callback.functional import knn_accuracy
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 sys.path.insert(0, str(EXAMPLES))
@@ -25,6 +27,9 @@ from _within import (  # noqa: E402
     representation_participation_ratio,
     select_epoch,
 )
+from checkpoint_selection import kept_epochs, selection_rows  # noqa: E402
+from checkpoint_selection import main as selection_main  # noqa: E402
+from within_run_study import SELECTION_COLUMNS, probe_knn_columns  # noqa: E402
 
 SETUPS = ("transfer", "all-digits")
 METHODS = ("cross-entropy", "nt-xent", "triplet-supervised")
@@ -130,6 +135,61 @@ def test_markdown_score_tables_and_mechanism_are_recomputed_from_the_csv(study):
     assert line and int(line.group(1)) == len(rows)
     assert float(line.group(2)) == pytest.approx(ratio.mean(), abs=0.005 + 1e-9)
     assert "Wall time of this run:" in text
+
+
+def test_selection_report_is_written_and_recomputed_from_the_csv(study, tmp_path):
+    out, rows, _, stdout = study
+    text = (out / "checkpoint_selection_digits.md").read_text()
+    assert "checkpoint_selection_digits.md" in stdout
+    # --quick has a probe of 64: the 256 / 512 columns are NaN and no selector is made of them
+    for row in rows:
+        for name in SELECTION_COLUMNS:
+            assert math.isfinite(float(row[name])) == name.startswith("probe_knn_n64_"), (name, row[name])
+    assert "k-NN n=64 k=10" in text and "n=256" not in text
+    again = tmp_path / "within_run_digits.csv"
+    again.write_bytes((out / "within_run_digits.csv").read_bytes())
+    selection_main([str(again)])
+    assert (tmp_path / "checkpoint_selection_digits.md").read_text() == text
+    # every printed row: the epochs each selector keeps, and the accuracy they give
+    runs = runs_of(rows)
+    for setup in SETUPS:
+        mine = [sorted(rows, key=lambda row: int(row["epoch"])) for key, rows in runs.items() if key[0] == setup]
+        for selector, column in (("max-RMQM", "RMQM"), ("k-NN n=64 k=3", "probe_knn_n64_k3")):
+            kept = [1 + int(np.argmax(values(run, column)[1:])) for run in mine]
+            accuracy = [float(run[epoch]["knn_accuracy"]) for run, epoch in zip(mine, kept)]
+            line = f"| {setup} | {selector} | {', '.join(map(str, kept))} | {np.mean(accuracy):.3f} |"
+            assert line in text, (line, text)
+
+
+def test_selectors_keep_what_model_checkpoint_keeps_and_their_cost_by_hand():
+    def run(seed, accuracy, rmqm, probe):
+        return [
+            {"setup": "s", "method": "m", "seed": seed, "epoch": e, "knn_accuracy": a, "RMQM": r, "probe_knn_n8_k1": p}
+            for e, (a, r, p) in enumerate(zip(accuracy, rmqm, probe))
+        ]
+
+    # epoch 0 is never kept; of tied probe accuracies (epochs 2 and 3) the earliest wins
+    first = run(0, [0.9, 0.5, 0.7, 0.8, 0.6], [9.0, 3.0, 2.0, 1.0, 0.0], [1.0, 0.2, 0.6, 0.6, 0.4])
+    assert kept_epochs(first, {"k-NN n=8 k=1": "probe_knn_n8_k1"}) == {
+        "best epoch": 3, "last": 4, "max-RMQM": 1, "k-NN n=8 k=1": 2,
+    }  # fmt: skip
+    second = run(1, [0.1, 0.4, 0.2, 0.3, 0.5], [1.0, 1.0, 1.0, 1.0, 1.0], [0.0, 0.1, 0.2, 0.3, 0.4])
+    table = selection_rows({("s", "m", 0): first, ("s", "m", 1): second}, {"k-NN": "probe_knn_n8_k1"})
+    knn = next(entry for entry in table if entry["selector"] == "k-NN")
+    assert knn["epochs"] == [2, 4]
+    assert knn["accuracy"] == pytest.approx((0.7 + 0.5) / 2)
+    assert knn["vs_best"] == pytest.approx((0.1 + 0.0) / 2) and knn["worst_vs_best"] == pytest.approx(0.1)
+    assert knn["vs_last"] == pytest.approx((0.1 + 0.0) / 2) and knn["not_worse_than_last"] == 2
+    assert knn["vs_rmqm"] == pytest.approx((0.2 + 0.1) / 2)  # max-RMQM keeps epoch 1 in both (ties: earliest)
+
+
+def test_probe_knn_columns_are_the_knn_of_the_first_n_probes():
+    z, y = torch.randn(100, 5, generator=torch.Generator().manual_seed(0)), torch.arange(100) % 3
+    columns = probe_knn_columns(z, y)
+    assert list(columns) == list(SELECTION_COLUMNS)
+    for k in (1, 3, 5, 10):
+        assert columns[f"probe_knn_n64_k{k}"] == float(knn_accuracy(z[:64], y[:64], k))
+        assert math.isnan(columns[f"probe_knn_n256_k{k}"]) and math.isnan(columns[f"probe_knn_n512_k{k}"])
 
 
 def test_figure_is_written(study):

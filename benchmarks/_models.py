@@ -1,4 +1,4 @@
-"""Encoders and probe data for the benchmarks: a LeNet-5-like and a small ResNet-like net (no torchvision)."""
+"""Encoders and probe data for the benchmarks: LeNet-5-like, small ResNet-like, CIFAR ResNet-18 (no torchvision)."""
 
 from __future__ import annotations
 
@@ -62,6 +62,31 @@ class SmallResNet(nn.Module):
         return self.head(F.adaptive_avg_pool2d(x, 1).flatten(1))
 
 
+class ResNet18(nn.Module):
+    """The standard CIFAR-style ResNet-18: 3x3 stem (64), BasicBlocks [2, 2, 2, 2] of 64/128/256/512, pool, linear.
+
+    On 3x32x32 inputs (the stem keeps 32x32, no max pool); any larger square input works too
+    (global average pooling), e.g. 3x224x224. ``dim`` is the output width (10 for CIFAR-10 logits).
+    """
+
+    input_shape = (3, 32, 32)
+
+    def __init__(self, dim: int = 10) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 64, 3, 1, 1, bias=False), nn.BatchNorm2d(64), nn.ReLU())
+        widths, layers, channels = (64, 128, 256, 512), [], 64
+        for stage, width in enumerate(widths):
+            for block in range(2):
+                layers.append(BasicBlock(channels, width, 2 if stage > 0 and block == 0 else 1))
+                channels = width
+        self.stages = nn.Sequential(*layers)
+        self.head = nn.Linear(512, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.stages(self.stem(x))
+        return self.head(F.adaptive_avg_pool2d(x, 1).flatten(1))
+
+
 class MLP(nn.Module):
     """A cheap encoder on 1x28x28 inputs (784 -> 256 -> d), for the memory benchmark where only d matters."""
 
@@ -75,7 +100,7 @@ class MLP(nn.Module):
         return self.net(x)
 
 
-MODELS = {"lenet": LeNet5, "resnet": SmallResNet, "mlp": MLP}
+MODELS = {"lenet": LeNet5, "resnet": SmallResNet, "resnet18": ResNet18, "mlp": MLP}
 
 
 def make_model(name: str, device: torch.device | str = "cpu", seed: int = 0) -> nn.Module:

@@ -17,6 +17,7 @@ SCRIPTS = [
     "bench_signals.py",
     "bench_knn.py",
     "bench_compile.py",
+    "bench_epoch_share.py",
     "gpu_check.py",
 ]
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import lightning.pytorch as L
@@ -45,6 +46,10 @@ CASES = ("odd", "one", "int")
 #: A case that must fail on every rank: ``probe=20`` from validation data whose items are dicts,
 #: which only rank 0 reads (the others must not wait for its probe forever).
 FAILING_CASE = "dict-val"
+#: A case that only rank 1 refuses: its forward passes outside training are slow, past the guest pass's limit.
+SLOW_RANK_CASE = "slow-rank-1"
+#: ``guest_pass_limit_s`` of that case, and the seconds each of rank 1's forward passes outside training sleeps.
+SLOW_RANK_LIMIT_S, SLOW_RANK_SLEEP_S = 1.5, 0.3
 MAX_EPOCHS = 2
 FEATURES = 16
 CLASSES = 4
@@ -132,6 +137,19 @@ class TinyClassifierSteps:
         return torch.optim.SGD(self.parameters(), lr=0.5)
 
 
+class SlowOnRankOne(TinyClassifierSteps):
+    """The classifier, with forward passes outside training that take ``SLOW_RANK_SLEEP_S`` longer on rank 1."""
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        if not self.training and os.environ.get("LOCAL_RANK") == "1":
+            time.sleep(SLOW_RANK_SLEEP_S)
+        return super().forward(inputs)
+
+
+class SlowTinyClassifier(SlowOnRankOne, pl.LightningModule):
+    """The slow-on-rank-1 classifier as a ``pytorch_lightning.LightningModule``."""
+
+
 class TinyClassifier(TinyClassifierSteps, pl.LightningModule):
     """The classifier as a ``pytorch_lightning.LightningModule``."""
 
@@ -144,13 +162,18 @@ NAMESPACES = {"pytorch_lightning": (pl, TinyClassifier), "lightning.pytorch": (L
 
 
 def main(out_dir: str, case: str, devices: int = 2, namespace: str = "pytorch_lightning") -> None:
-    if case not in (*CASES, FAILING_CASE):
-        raise SystemExit(f"unknown case {case!r}; expected one of {CASES} or {FAILING_CASE!r}")
+    if case not in (*CASES, FAILING_CASE, SLOW_RANK_CASE):
+        raise SystemExit(f"unknown case {case!r}; expected one of {CASES}, {FAILING_CASE!r} or {SLOW_RANK_CASE!r}")
     lightning, module_class = NAMESPACES[namespace]
     torch.set_num_threads(1)
     pl.seed_everything(0, verbose=False)
-    model = module_class()
-    callback = RMQMCallback(probe_for(case), alterations(case), batch_size=BATCH_SIZE)
+    if case == SLOW_RANK_CASE:
+        model = SlowTinyClassifier()
+        callback = RMQMCallback(probe_for("odd"), alterations("odd"), batch_size=BATCH_SIZE)
+        callback.guest_pass_limit_s = SLOW_RANK_LIMIT_S
+    else:
+        model = module_class()
+        callback = RMQMCallback(probe_for(case), alterations(case), batch_size=BATCH_SIZE)
     trainer = lightning.Trainer(
         strategy="ddp" if devices > 1 else "auto",
         accelerator="cpu",

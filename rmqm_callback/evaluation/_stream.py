@@ -251,8 +251,9 @@ def check_set_up(
             encoder(inputs)
 
     def trajectory(first: Probe, alteration: Alteration, watched: EncoderLike) -> None:
-        metric = RMQM(convention=convention, normalize=normalize).to(device)
-        clean = CleanLevelScores(spectral=True).to(device)
+        # each process's own check: a sync would be a collective that a process refusing before it never joins
+        metric = RMQM(convention=convention, normalize=normalize, sync_on_compute=False).to(device)
+        clean = CleanLevelScores(spectral=True, sync_on_compute=False).to(device)
         converted = Probe(precision.convert_input(first.inputs), first.labels)
         watched_encoder = cast(Encoder, watched)  # the stream uses only what an EncoderLike has
         measure(

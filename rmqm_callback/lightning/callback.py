@@ -28,6 +28,7 @@ from rmqm_callback.keys import (
     callback_key,
     metric_key,
 )
+from rmqm_callback.lightning._agreement import agreed
 from rmqm_callback.lightning._checks import check_distinct_keys, check_strategy, check_trainer, named_alterations
 from rmqm_callback.lightning._cost_notice import CostNotice
 from rmqm_callback.lightning._held_probe import HeldProbe
@@ -293,6 +294,10 @@ class RMQMCallback(LightningCallback):
     def _prepare_probe(self, trainer: Trainer, pl_module: LightningModule, source: str) -> Forecast:
         """Take (or read) the probe, and send its first two probes through a whole evaluation: its forecast."""
         probe = self._held.take(trainer, source)
+        # every process refuses when one does (the guest pass's clock is each process's own)
+        return agreed(trainer, "RMQMCallback", lambda: self._checked_set_up(trainer, pl_module, probe))
+
+    def _checked_set_up(self, trainer: Trainer, pl_module: LightningModule, probe: Probe) -> Forecast:
         self._knn = knn_for_probe(self.knn, probe.labels, len(self._probe_for(trainer)), "RMQMCallback")
         return check_set_up(
             "RMQMCallback",

@@ -256,6 +256,18 @@ def test_when_process_0_cannot_take_the_probe_every_process_fails_instead_of_wai
         assert any(line.startswith(f"[{rank}]") and message in line for line in output.splitlines()), output[-3000:]
 
 
+def test_when_only_process_1_refuses_the_set_up_every_process_stops_with_a_message(tmp_path):
+    # rank 1's guest pass is slow past its limit, rank 0's is not: rank 0 must not go on to train alone
+    code, output, elapsed = _run_fit(script.SLOW_RANK_CASE, tmp_path)
+    assert code != 0 and elapsed < TIMEOUT_S
+    lines = output.splitlines()
+    refused = f"over its limit of {script.SLOW_RANK_LIMIT_S:g} s"
+    assert any(line.startswith("[rank1]") and refused in line for line in lines), output[-3000:]
+    elsewhere = "RefusedElsewhere: RMQMCallback: process(es) [1] of 2 refused the set-up before training"
+    assert any(line.startswith("[rank0]") and elsewhere in line for line in lines), output[-3000:]
+    assert not (tmp_path / "metrics_rank0.json").exists()  # rank 0 did not train
+
+
 def test_ddp_int_probe_is_the_first_validation_samples_in_order():
     # the reference of the int case must be what the callback takes: the first n validation samples
     inputs, _ = script.val_data()

@@ -10,8 +10,7 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from torch import Tensor
 from typing_extensions import override
 
-from rmqm_callback.alterations import Alteration, InputAlteration
-from rmqm_callback.alterations._recorded import alteration_spec, callable_spec
+from rmqm_callback.alterations import Alteration
 from rmqm_callback.evaluation._guest_clock import GUEST_PASS_LIMIT_S, Forecast
 from rmqm_callback.evaluation._stream import ProgressHook, check_set_up
 from rmqm_callback.evaluation.encoder import EmbedRule, Encoder, check_embed_and_preprocess
@@ -20,21 +19,18 @@ from rmqm_callback.functional._checks import check_bool, check_convention, check
 from rmqm_callback.functional.knn import knn_for_probe, knn_k
 from rmqm_callback.keys import (
     CURVES_KEY,
-    KNN_ACCURACY_KEY,
-    LOGGED_QUANTITIES,
-    REFERENCE_QUANTITIES,
-    SECONDS_KEY,
     SPECTRAL_QUANTITIES,
     callback_key,
     metric_key,
 )
 from rmqm_callback.lightning._agreement import agreed
+from rmqm_callback.lightning._callback_keys import CallbackKeys
+from rmqm_callback.lightning._callback_state import CallbackState
 from rmqm_callback.lightning._checks import check_distinct_keys, check_strategy, check_trainer, named_alterations
 from rmqm_callback.lightning._cost_notice import CostNotice
 from rmqm_callback.lightning._held_probe import HeldProbe
-from rmqm_callback.lightning._knn import knn_unlogged
 from rmqm_callback.lightning._loggers import Charts, add_figure, epoch_log_step, figure_loggers, lay_out
-from rmqm_callback.lightning._namespaces import LightningCallback, LightningModule, Trainer
+from rmqm_callback.lightning._namespaces import LightningModule, Trainer
 from rmqm_callback.lightning._progress import progress_bar
 from rmqm_callback.lightning._schedule import EvaluationSchedule, check_monitors
 from rmqm_callback.lightning._synced import measure_in_run
@@ -43,7 +39,7 @@ from rmqm_callback.metrics._plotting import matplotlib_available, plot_curves
 from rmqm_callback.metrics.rmqm import RMQM
 
 
-class RMQMCallback(LightningCallback):
+class RMQMCallback(CallbackKeys, CallbackState):  # type: ignore[misc]  # both namespaces' Callback, as LightningCallback
     r"""Measure the representation manifold's quality (RMQM) at epoch ends, with no labels.
 
     A ``Callback`` of ``pytorch_lightning`` and of ``lightning.pytorch``: one instance works with
@@ -177,66 +173,6 @@ class RMQMCallback(LightningCallback):
         self._precision: str | None = None
         self._said: set[str] = set()  # one-time messages already given
         self._cost = CostNotice()  # what the first evaluation of a fit costs the training
-
-    @property
-    def logged_keys(self) -> set[str]:
-        """Every scalar key this callback logs (the monitors' keys are checked against them)."""
-        quantities = LOGGED_QUANTITIES + (REFERENCE_QUANTITIES if self.convention == "reference" else ())
-        keys = {metric_key(self.prefix, name, q) for name in self.alterations for q in (*quantities, SECONDS_KEY)}
-        return keys | self._once_per_callback_keys()
-
-    @property
-    def key_prefixes(self) -> set[str]:
-        """The start of every key this callback logs: ``{prefix}/{name}`` per alteration, and the keys logged once."""
-        return {f"{self.prefix}/{name}" for name in self.alterations} | self._once_per_callback_keys()
-
-    def _once_per_callback_keys(self) -> set[str]:
-        """The spectral scores (``spectral=True``) and the k-NN accuracy (unless it is known not to be logged)."""
-        keys = {callback_key(self.prefix, quantity) for quantity in SPECTRAL_QUANTITIES} if self.spectral else set()
-        knn = callback_key(self.prefix, KNN_ACCURACY_KEY)
-        return keys if knn in self.unlogged_keys else keys | {knn}
-
-    @property
-    def unlogged_keys(self) -> dict[str, str]:
-        """Keys this callback does not log, with why: a monitor of one is refused with that message (see ``knn``)."""
-        return knn_unlogged(self.prefix, self.knn, self._held.probe)
-
-    @property
-    @override
-    def state_key(self) -> str:
-        return self._generate_state_key(prefix=self.prefix, alterations=self._settings()["alterations"])
-
-    def _settings(self) -> dict[str, Any]:
-        """The configuration saved in checkpoints (and compared on resume, see :meth:`_comparable`)."""
-        return {
-            "alterations": {name: repr(alt) for name, alt in self.alterations.items()},
-            "every_n_epochs": self.every_n_epochs,
-            "batch_size": self.batch_size,
-            "convention": self.convention,
-            "normalize": self.normalize,
-            "prefix": self.prefix,
-        }
-
-    def _recorded(self) -> dict[str, Any]:
-        """What ``rmqm score`` needs to evaluate as this callback did (:mod:`rmqm_callback.alterations._recorded`)."""
-        return {
-            "alterations": {name: alteration_spec(alteration) for name, alteration in self.alterations.items()},
-            "embed": callable_spec(self.embed),
-            "preprocess": callable_spec(self.preprocess),
-            "batch_size": self.batch_size,
-            "convention": self.convention,
-            "normalize": self.normalize,
-            "prefix": self.prefix,
-            "precision": self._precision,
-            "knn": knn_k(self.knn),
-            "spectral": self.spectral,
-        }
-
-    def _comparable(self, settings: dict[str, Any]) -> dict[str, Any]:
-        """The settings that change the logged values: not ``every_n_epochs``; ``batch_size`` only for PGD."""
-        batch_matters = not all(isinstance(alteration, InputAlteration) for alteration in self.alterations.values())
-        ignored = {"every_n_epochs"} | (set() if batch_matters else {"batch_size"})
-        return {key: value for key, value in settings.items() if key not in ignored}
 
     def _encoder(self, pl_module: LightningModule) -> Encoder:
         return Encoder(pl_module, embed=self.embed, preprocess=self.preprocess)
@@ -433,23 +369,3 @@ class RMQMCallback(LightningCallback):
     def _progress_bar(self, trainer: Trainer, name: str) -> ProgressHook | None:
         wanted = trainer.progress_bar_callback is not None if self.progress is None else self.progress
         return progress_bar(f"RMQM {name}") if wanted and trainer.is_global_zero else None
-
-    @override
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "probe": self._held.state(),
-            "settings": self._settings(),
-            "recorded": self._recorded(),
-            "last_results": dict(self.last_results),
-        }
-
-    @override
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self._held.restore(state_dict)
-        self.last_results = dict(state_dict.get("last_results", {}))
-        saved = state_dict.get("settings")
-        if saved is not None and self._comparable(saved) != self._comparable(self._settings()):
-            rank_zero_warn(
-                f"RMQMCallback: the checkpoint was saved with settings {saved}, this callback has"
-                f" {self._settings()}; the values logged after resuming are not comparable with the earlier ones."
-            )

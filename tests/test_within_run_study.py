@@ -192,6 +192,23 @@ def test_probe_knn_columns_are_the_knn_of_the_first_n_probes():
         assert math.isnan(columns[f"probe_knn_n256_k{k}"]) and math.isnan(columns[f"probe_knn_n512_k{k}"])
 
 
+@pytest.mark.parametrize(("dataset", "setup"), [("mnist1d", "all-signals"), ("glyphs", "transfer")])
+def test_quick_mode_runs_on_the_generated_data_sets(tmp_path, dataset, setup):
+    # one short run each (the suite's time is shared): the data set's own set-up names, every report written
+    args = ("--dataset", dataset, "--quick", "--methods", "cross-entropy", "--setups", setup, "--workers", "1")
+    run_example("within_run_study.py", *args, "--output-dir", "out", "--cache-dir", "cache", cwd=tmp_path)
+    with open(tmp_path / "out" / f"within_run_{dataset}.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(row["setup"], row["method"], int(row["epoch"])) for row in rows] == [
+        (setup, "cross-entropy", epoch) for epoch in range(EPOCHS + 1)
+    ]
+    assert all(0.0 <= float(row["probe_knn_n64_k1"]) <= 1.0 for row in rows)
+    report = (tmp_path / "out" / f"within_run_{dataset}.md").read_text()
+    assert report.startswith(f"# RMQM inside one training run ({dataset})")
+    selection = (tmp_path / "out" / f"checkpoint_selection_{dataset}.md").read_text()
+    assert f"| {setup} | k-NN n=64 k=1 |" in selection
+
+
 def test_figure_is_written(study):
     out, *_ = study
     assert (out / "within_run_digits.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -19,7 +19,7 @@ median times and ratios to the floor, our speed-up over the naive pipeline, prob
 against the model's own inference throughput, and the RMQM difference between ``score()`` and the
 naive pipeline (all ``score()`` variants are checked bit-identical).
 
-    python benchmarks/bench_noise.py [--quick] [--device cuda] [--threads 2] [--repeats 3]
+    python benchmarks/bench_noise.py [--quick] [--device cuda] [--threads 2] [--repeats 3] [--only lenet:1000]
 """
 
 from __future__ import annotations
@@ -140,12 +140,24 @@ def _ratio_row(result: dict, times: dict) -> list:
 
 
 def main() -> None:
-    args = parser(__doc__.splitlines()[0]).parse_args()
+    arguments = parser(__doc__.splitlines()[0])
+    arguments.add_argument(
+        "--only",
+        action="append",
+        metavar="MODEL:N",
+        help="run only these cases of the plan (repeatable), e.g. lenet:1000",
+    )
+    args = arguments.parse_args()
     device = setup(args)
     plan = QUICK if args.quick else FULL
+    wanted = None if args.only is None else set(args.only)
+    if wanted is not None and not wanted <= {f"{name}:{n}" for name, sizes in plan.items() for n, _ in sizes}:
+        raise SystemExit(f"--only {sorted(wanted)}: not in the plan {plan}")
     results = []
     for name, sizes in plan.items():
         for n, repeats in sizes:
+            if wanted is not None and f"{name}:{n}" not in wanted:
+                continue
             result = run_case(name, n, args.repeats or repeats, args.batch_size, device)
             results.append(result)
             done = f"# done {name} N={n}: score {result['score']:.2f}s, floor {result['floor']:.2f}s"

@@ -39,7 +39,7 @@ class _Block:
     levels: dict[int, tuple[Tensor, int]] = field(default_factory=dict)
 
 
-def _version(tensor: Tensor) -> int:
+def tensor_version(tensor: Tensor) -> int:
     """The version counter of ``tensor``; -1 for an inference tensor (it keeps none)."""
     return -1 if tensor.is_inference() else tensor._version
 
@@ -89,10 +89,10 @@ class AlteredCache:
         block = self._blocks.get(key)
         if block is None:
             return None
-        if block.checked() is inputs and block.checked_version == _version(inputs) != -1:
+        if block.checked() is inputs and block.checked_version == tensor_version(inputs) != -1:
             return block
         if torch.equal(block.clean, inputs):
-            block.checked, block.checked_version = weakref.ref(inputs), _version(inputs)
+            block.checked, block.checked_version = weakref.ref(inputs), tensor_version(inputs)
             return block
         self._drop(key)  # the probe changed
         return None
@@ -115,6 +115,19 @@ class AlteredCache:
                 self.nbytes -= _storage_bytes(tensor)
             self.misses += 1
             return None
+
+    def holds(self, inputs: Tensor, first: int, levels: range, context: Hashable) -> bool:
+        """Whether every level in ``levels`` of ``inputs`` (probes ``first, ...``) is kept and unmodified.
+
+        Counts neither hit nor miss; a stale block (its inputs changed) is dropped as :meth:`get`
+        would drop it.
+        """
+        with self._lock:
+            block = self._block(inputs, first, context)
+            if block is None:
+                return False
+            kept = block.levels
+            return all(level in kept and kept[level][0]._version == kept[level][1] for level in levels)
 
     def get_or_make(
         self, inputs: Tensor, first: int, level: int, context: Hashable, make: Callable[[], Tensor]

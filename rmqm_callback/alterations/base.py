@@ -127,7 +127,8 @@ class InputAlteration(Alteration):
         pure: ``alter`` is a function of its arguments alone (no global random number stream, no
             shared mutable state), so on a CPU with a core that torch's intra-op threads leave
             idle the next levels are altered on a helper thread while the model embeds the current
-            ones. Same numbers either way. ``False`` by default; :class:`GaussianNoise` sets it.
+            ones (not for a block whose levels are all kept already, see :meth:`_all_levels_kept`).
+            Same numbers either way. ``False`` by default; :class:`GaussianNoise` sets it.
             Set it to ``False`` on an instance to keep its alterations on the caller's thread.
 
     Examples:
@@ -169,7 +170,7 @@ class InputAlteration(Alteration):
                 parts = [self.alter(batch.inputs, batch.indices, level) for level in levels]
                 return parts[0] if len(parts) == 1 else torch.cat(parts)
 
-        if self._alters_ahead(batch.inputs.device) and len(groups) > 1:
+        if self._alters_ahead(batch.inputs.device) and len(groups) > 1 and not self._all_levels_kept(batch):
             # autocast is thread-local too: the helper alters under the caller's autocast state
             autocast = torch.autocast(
                 "cpu", dtype=torch.get_autocast_dtype("cpu"), enabled=torch.is_autocast_enabled("cpu")
@@ -187,6 +188,14 @@ class InputAlteration(Alteration):
                 with torch.inference_mode():
                     representations = encoder(altered).split(n)
                 yield from representations
+
+    def _all_levels_kept(self, batch: ProbeBatch) -> bool:
+        """Whether every level of ``batch`` is at hand already (kept from an earlier evaluation).
+
+        Such a block is altered on the caller's thread: there is no work for a helper to hide, only
+        its hand-over per forward pass to pay. ``False`` by default; :class:`GaussianNoise` asks its cache.
+        """
+        return False
 
     def _alters_ahead(self, device: torch.device) -> bool:
         """Whether to alter the next levels on a helper thread (see :attr:`pure`).

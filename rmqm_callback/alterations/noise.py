@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import weakref
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
-from rmqm_callback.alterations._cache import AlteredCache
+from rmqm_callback.alterations._cache import AlteredCache, tensor_version
 from rmqm_callback.alterations._inputs import check_alteration_inputs, check_clip
-from rmqm_callback.alterations.base import InputAlteration
+from rmqm_callback.alterations.base import InputAlteration, ProbeBatch
 from rmqm_callback.functional._checks import check_int, check_number
 
 #: Noise is drawn for blocks of this many consecutive probes, one generator seed per block and level.
@@ -26,6 +29,11 @@ def _first_of_range(indices: Tensor) -> int | None:
     if not bool((indices == torch.arange(first, first + indices.shape[0])).all()):
         return None
     return first
+
+
+def _no_range() -> tuple[weakref.ref | Callable[[], None], int, int | None]:
+    """The remembered ``(indices, version, first)`` before any indices are seen."""
+    return (lambda: None, -1, None)
 
 
 def _mix(*keys: int) -> int:
@@ -107,6 +115,7 @@ class GaussianNoise(InputAlteration):
         self.cache_mib = check_number("cache_mib", cache_mib)
         self._stds = torch.linspace(0.0, self.max_std, self.levels, dtype=torch.float64).tolist()
         self._cache = self._empty_cache()
+        self._last_range = _no_range()
 
     def _empty_cache(self) -> AlteredCache:
         return AlteredCache(int(self.cache_mib * 2**20))
@@ -128,11 +137,13 @@ class GaussianNoise(InputAlteration):
         # a copy (a DDP process, a checkpointed callback) starts with an empty cache: no tensors, no lock
         state = dict(self.__dict__)
         state.pop("_cache")
+        state.pop("_last_range")
         return state
 
     def __setstate__(self, state: dict[str, object]) -> None:
         self.__dict__.update(state)
         self._cache = self._empty_cache()
+        self._last_range = _no_range()
 
     def strengths(self) -> Tensor:
         """Noise standard deviation of each level."""
@@ -185,12 +196,37 @@ class GaussianNoise(InputAlteration):
         if level == 0:
             return inputs
         if self._cache.budget_bytes > 0 and inputs.shape[0] > 0:
-            first = _first_of_range(indices)
+            first = self._range_start(indices)
             if first is not None:
-                context = (self.seed, self.max_std, self.clip, self.levels)
                 make = lambda: self._made(inputs, indices, level)  # noqa: E731
-                return self._cache.get_or_make(inputs, first, level, context, make)
+                return self._cache.get_or_make(inputs, first, level, self._cache_context(), make)
         return self._made(inputs, indices, level)
+
+    def _all_levels_kept(self, batch: ProbeBatch) -> bool:
+        """Whether every altered level of ``batch`` is kept from an earlier evaluation (nothing to draw)."""
+        if self._cache.budget_bytes <= 0 or batch.inputs.shape[0] == 0:
+            return False
+        first = self._range_start(batch.indices)
+        if first is None:
+            return False
+        return self._cache.holds(batch.inputs, first, range(1, self.levels), self._cache_context())
+
+    def _cache_context(self) -> tuple[object, ...]:
+        """The settings a kept tensor was made with (a change empties the cache)."""
+        return (self.seed, self.max_std, self.clip, self.levels)
+
+    def _range_start(self, indices: Tensor) -> int | None:
+        """:func:`_first_of_range` of ``indices``, remembered for the last indices tensor (asked once per level).
+
+        Reused only for the very object seen last, unmodified since (its version counter); an
+        inference tensor keeps no version counter, so it is checked anew every time.
+        """
+        seen, version, first = self._last_range
+        if seen() is indices and version == tensor_version(indices) != -1:
+            return first
+        first = _first_of_range(indices)
+        self._last_range = (weakref.ref(indices), tensor_version(indices), first)
+        return first
 
     def _made(self, inputs: Tensor, indices: Tensor, level: int) -> Tensor:
         noise = self.noise(indices, level, tuple(inputs.shape[1:]), inputs.device).to(inputs.dtype)

@@ -129,6 +129,21 @@ def test_noise_is_altered_ahead_only_with_an_idle_core_and_gives_the_same_number
 
 
 @pytest.mark.usefixtures("idle_core")
+def test_a_block_whose_levels_are_all_kept_is_altered_on_the_callers_thread_and_one_written_into_ahead_again():
+    noise = ThreadRecordingNoise(levels=9, max_std=0.4, cache_mib=1)
+    first = _trajectory(noise)
+    assert threading.get_ident() not in noise.threads  # the first evaluation draws its noise on the helper
+    noise.threads.clear()
+    again = _trajectory(noise)  # every level kept: nothing for a helper to hide
+    assert set(noise.threads) == {threading.get_ident()} and torch.equal(again, first)
+    noise.alter(probe_inputs(12), torch.arange(8, 20), 4).add_(1.0)  # a kept level written into
+    noise.threads.clear()
+    third = _trajectory(noise)
+    assert threading.get_ident() not in noise.threads and torch.equal(third, first)
+    assert not _ahead_threads()
+
+
+@pytest.mark.usefixtures("idle_core")
 def test_impure_user_alterations_stay_on_the_callers_thread():
     threads = []
 

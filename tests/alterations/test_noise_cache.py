@@ -71,6 +71,16 @@ def test_a_changed_dtype_or_shape_empties_the_cache_and_a_write_into_a_kept_inpu
     assert all(b.clean.dim() == 2 for b in noise._cache._blocks.values())
 
 
+def test_indices_changed_in_place_are_read_anew():
+    noise, reference = GaussianNoise(levels=LEVELS, cache_mib=1), GaussianNoise(levels=LEVELS, cache_mib=0)
+    x, indices = _probe()[:8], torch.arange(8)
+    noise.alter(x, indices, 3)
+    indices.add_(8)  # the same tensor object now names probes 8..15
+    assert torch.equal(noise.alter(x, indices, 3), reference.alter(x, torch.arange(8, 16), 3))
+    indices[0] = 30  # no longer a range: no kept level may be used
+    assert torch.equal(noise.alter(x, indices, 3), reference.alter(x, indices.clone(), 3))
+
+
 def test_a_changed_device_empties_the_cache():
     noise = GaussianNoise(levels=LEVELS, cache_mib=1)
     x, indices = _probe()[:8], torch.arange(8)

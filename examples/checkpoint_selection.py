@@ -10,7 +10,8 @@ improvement replaces the kept one, so of ties the earliest wins):
   the highest downstream accuracy (known only with the downstream labels: the ceiling).
 
 Every number is computed from the CSV's rows; nothing is read back from an earlier report. ``within_run_study.py``
-writes the report after its runs; this script writes it again from saved CSVs, beside each::
+writes the report after its runs; this script writes it again from saved CSVs, beside each, and given more than one,
+``checkpoint_selection_summary.md`` beside the first (every data set in one table, and k compared across them)::
 
     python examples/checkpoint_selection.py examples/results/within_run_*.csv
 """
@@ -97,15 +98,56 @@ def tracking_table(runs: Mapping[tuple, Sequence[Row]], selectors: Mapping[str, 
 
 def k_lines(table: Sequence[Mapping[str, object]]) -> list[str]:
     """Mean accuracy given up against the best epoch for each k, over every set-up and probe size."""
-    by_k: dict[str, list[float]] = {}
+    pairs = sum(str(entry["selector"]).endswith(" k=1") for entry in table)
+    return [
+        f"- k = {k}: mean given up {value:.4f} over {pairs} (set-up, probe size) pairs"
+        for k, value in mean_given_up_by_k(table).items()
+    ]
+
+
+def mean_given_up_by_k(table: Sequence[Mapping[str, object]]) -> dict[int, float]:
+    """k -> mean accuracy given up against the best epoch, over every set-up and probe size of ``table``."""
+    by_k: dict[int, list[float]] = {}
     for entry in table:
         label = str(entry["selector"])
         if label.startswith("k-NN"):
-            by_k.setdefault(label.split(" k=")[1], []).append(float(entry["vs_best"]))
-    return [
-        f"- k = {k}: mean given up {np.mean(values):.4f} over {len(values)} (set-up, probe size) pairs"
-        for k, values in sorted(by_k.items(), key=lambda item: int(item[0]))
-    ]
+            by_k.setdefault(int(label.split(" k=")[1]), []).append(float(entry["vs_best"]))
+    return {k: float(np.mean(values)) for k, values in sorted(by_k.items())}
+
+
+#: The selectors of the summary's table: the three references and the callback's default k on each probe size.
+SUMMARY_SELECTORS = ("last", "max-RMQM", "k-NN n=64 k=1", "k-NN n=256 k=1", "k-NN n=512 k=1")
+
+
+def summary_markdown(tables: Mapping[str, Sequence[Mapping[str, object]]]) -> str:
+    """Every data set's selection in one table, and the k comparison across data sets (from their tables)."""
+    header = ["data set", "set-up", "runs", *(f"{label}: given up (worst)" for label in SUMMARY_SELECTORS)]
+    lines = []
+    for dataset, table in tables.items():
+        for setup in dict.fromkeys(str(entry["setup"]) for entry in table):
+            mine = {str(e["selector"]): e for e in table if e["setup"] == setup}
+            cells = [dataset, setup, str(next(iter(mine.values()))["runs"])]
+            for label in SUMMARY_SELECTORS:
+                e = mine.get(label)
+                cells.append("-" if e is None else f"{e['vs_best']:.3f} ({e['worst_vs_best']:.3f})")
+            lines.append(cells)
+    by_k = {dataset: mean_given_up_by_k(table) for dataset, table in tables.items()}
+    ks = sorted(set().union(*by_k.values()))
+    k_lines = []
+    for k in ks:
+        per_dataset = [by_k[d][k] for d in tables if k in by_k[d]]
+        cells = (f"{by_k[d][k]:.4f}" if k in by_k[d] else "-" for d in tables)
+        k_lines.append([f"k = {k}", *cells, f"{np.mean(per_dataset):.4f}"])
+    return f"""# Choosing a checkpoint inside one run: every data set
+
+From `checkpoint_selection.py` over {", ".join(f"`within_run_{d}.csv`" for d in tables)} (each data set's own report
+has every selector and the set-up). "given up": the best epoch's downstream accuracy minus the kept checkpoint's, mean
+over the runs (worst run in brackets); `-`: the data set's probe was smaller than that.
+
+{_table(header, lines, 3)}
+## Which k: mean accuracy given up against the best epoch, over set-ups and probe sizes
+
+{_table(["k", *tables, "mean of the data sets"], k_lines, 1)}"""
 
 
 def selection_table(table: Sequence[Mapping[str, object]]) -> str:
@@ -174,7 +216,9 @@ def main(argv: list[str] | None = None) -> None:
     """Write ``checkpoint_selection_<dataset>.md`` beside every ``within_run_<dataset>.csv`` given."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("csv", nargs="+", type=Path, help="within_run_<dataset>.csv files of within_run_study.py")
-    for path in parser.parse_args(argv).csv:
+    paths = parser.parse_args(argv).csv
+    tables = {}
+    for path in paths:
         if not path.stem.startswith("within_run_"):
             parser.error(f"expected a within_run_<dataset>.csv of within_run_study.py, got {path}")
         with open(path, newline="") as handle:
@@ -182,8 +226,14 @@ def main(argv: list[str] | None = None) -> None:
         if not knn_selectors(rows):
             parser.error(f"{path} has no probe_knn_n<n>_k<k> columns: rerun within_run_study.py to record them")
         out = report_path(path)
-        write_selection_markdown(rows, path.stem.removeprefix("within_run_"), out)
+        dataset = path.stem.removeprefix("within_run_")
+        write_selection_markdown(rows, dataset, out)
+        tables[dataset] = selection_rows(group_runs(rows), knn_selectors(rows))
         print(f"Wrote {out}")
+    if len(tables) > 1:
+        summary = paths[0].with_name("checkpoint_selection_summary.md")
+        summary.write_text(summary_markdown(tables))
+        print(f"Wrote {summary}")
 
 
 if __name__ == "__main__":

@@ -148,8 +148,22 @@ def test_selection_report_is_written_and_recomputed_from_the_csv(study, tmp_path
     assert "k-NN n=64 k=10" in text and "n=256" not in text
     again = tmp_path / "within_run_digits.csv"
     again.write_bytes((out / "within_run_digits.csv").read_bytes())
-    selection_main([str(again)])
+    other = tmp_path / "within_run_other.csv"  # a second data set: the summary over both
+    other.write_bytes(again.read_bytes())
+    selection_main([str(again), str(other)])
     assert (tmp_path / "checkpoint_selection_digits.md").read_text() == text
+    summary = (tmp_path / "checkpoint_selection_summary.md").read_text()
+    given_up = {}
+    for line in text.splitlines():
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        if len(cells) == 9 and cells[0] in SETUPS:
+            given_up[(cells[0], cells[1])] = f"{cells[4]} ({cells[5]})"
+    for dataset in ("digits", "other"):
+        for setup in SETUPS:
+            row = f"| {dataset} | {setup} | 3 | " + " | ".join(
+                [given_up[(setup, "last")], given_up[(setup, "max-RMQM")], given_up[(setup, "k-NN n=64 k=1")], "-", "-"]
+            )
+            assert row + " |" in summary, (row, summary)
     # every printed row: the epochs each selector keeps, and the accuracy they give
     runs = runs_of(rows)
     for setup in SETUPS:

@@ -220,9 +220,9 @@ def _score_state(
     encoder = Encoder(
         scored,
         embed=_override(embed) if embed is not None else rebuild_callable(recorded.get("embed"), "embed"),
-        preprocess=resolve(preprocess) if preprocess is not None else rebuild_callable(
-            recorded.get("preprocess"), "preprocess"
-        ),
+        preprocess=resolve(preprocess)
+        if preprocess is not None
+        else rebuild_callable(recorded.get("preprocess"), "preprocess"),
     )
     blocks = batch_size or recorded.get("batch_size", 256)
     convention, normalize = recorded.get("convention", "paper"), recorded.get("normalize", True)
@@ -336,4 +336,3 @@ def ranked(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return order[row["key"]], -value if not math.isnan(value) else math.inf
 
     return sorted(rows, key=rank)
-

@@ -173,8 +173,6 @@ def guest_of(model: nn.Module, device: torch.device) -> Iterator[None]:
         yield
 
 
-
-
 def measure(
     metric: RMQM,
     model: nn.Module,

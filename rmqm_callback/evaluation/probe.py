@@ -90,9 +90,7 @@ class Probe:
             if not isinstance(labels, Tensor):
                 raise TypeError(f"`probe` labels must be a tensor, got {type(labels).__name__}.")
             if labels.shape[:1] != inputs.shape[:1]:
-                raise ValueError(
-                    f"`probe` has {inputs.shape[0]} inputs but labels of shape {tuple(labels.shape)}."
-                )
+                raise ValueError(f"`probe` has {inputs.shape[0]} inputs but labels of shape {tuple(labels.shape)}.")
         self.inputs = inputs
         self.labels = labels
         #: (inputs, labels, digest) once fingerprinted (see rmqm_callback.lightning._probe_state.fingerprint)
@@ -215,9 +213,7 @@ def _concat(parts: list[Tensor | None]) -> Tensor | None:
     return None if any(part is None for part in parts) else torch.cat(parts)  # type: ignore[arg-type]
 
 
-def _regroup(
-    batches: Iterable[tuple[Tensor, Tensor | None]], size: int
-) -> Iterator[tuple[Tensor, Tensor | None]]:
+def _regroup(batches: Iterable[tuple[Tensor, Tensor | None]], size: int) -> Iterator[tuple[Tensor, Tensor | None]]:
     """Regroup a stream of ``(inputs, labels)`` batches into batches of exactly ``size`` (the last may be short)."""
     inputs_parts: list[Tensor] = []
     labels_parts: list[Tensor | None] = []

@@ -29,9 +29,7 @@ def _check_embeddings(embeddings: Tensor, fn_name: str) -> Tensor:
     if not isinstance(embeddings, Tensor):
         raise TypeError(f"`{fn_name}`: `embeddings` must be a torch.Tensor, got {type(embeddings).__name__}.")
     if not embeddings.is_floating_point():
-        raise TypeError(
-            f"`{fn_name}`: `embeddings` must be a floating-point tensor, got dtype {embeddings.dtype}."
-        )
+        raise TypeError(f"`{fn_name}`: `embeddings` must be a floating-point tensor, got dtype {embeddings.dtype}.")
     if embeddings.ndim != 2:
         raise ValueError(
             f"`{fn_name}`: `embeddings` must be 2-D with shape (N, d), got shape {tuple(embeddings.shape)}."
@@ -43,9 +41,7 @@ def _check_embeddings(embeddings: Tensor, fn_name: str) -> Tensor:
         raise ValueError(f"`{fn_name}`: `embeddings` needs at least 1 column (d >= 1), got shape ({n}, {d}).")
     if not torch.isfinite(embeddings).all():
         n_bad = int((~torch.isfinite(embeddings)).sum())
-        raise ValueError(
-            f"`{fn_name}`: `embeddings` must be finite, got {n_bad} NaN/inf value(s) in shape ({n}, {d})."
-        )
+        raise ValueError(f"`{fn_name}`: `embeddings` must be finite, got {n_bad} NaN/inf value(s) in shape ({n}, {d}).")
     return embeddings.to(torch.float64)
 
 

@@ -30,7 +30,11 @@ Run from the repository root::
     python examples/within_run_study.py --output-dir examples/results      # 12 runs x 31 checkpoints, 21-28 min
     python examples/within_run_study.py --dataset mnist1d --quick
     python examples/within_run_study.py --dataset mnist1d --probe-size 512 --output-dir examples/results
-    python examples/within_run_study.py --dataset glyphs --probe-size 512 --seeds 0 --output-dir examples/results
+    python examples/within_run_study.py --dataset glyphs --probe-size 512 --seeds 0 --setups transfer ...
+    python examples/within_run_study.py --dataset glyphs --probe-size 512 --seeds 0 --setups all-letters ...
+    python examples/within_run_study.py --dataset digits --probe-size 512 --setups all-digits ...
+
+(the committed ``within_run_glyphs_all_letters.*`` and ``within_run_digits_probe512.*`` are the last two, renamed.)
 """
 
 from __future__ import annotations

@@ -38,6 +38,11 @@ class _Block:
     checked_version: int = -1
     levels: dict[int, tuple[Tensor, int]] = field(default_factory=dict)
 
+    def unwritten(self, level: int) -> bool:
+        """Whether ``level`` is kept and nobody wrote into it since (its version counter is unchanged)."""
+        entry = self.levels.get(level)
+        return entry is not None and entry[0]._version == entry[1]
+
 
 def tensor_version(tensor: Tensor) -> int:
     """The version counter of ``tensor``; -1 for an inference tensor (it keeps none)."""
@@ -105,10 +110,9 @@ class AlteredCache:
         """The cached level ``level`` of ``inputs`` (probes ``first, first + 1, ...``), or ``None``."""
         with self._lock:
             block = self._block(inputs, first, context)
-            entry = None if block is None else block.levels.get(level)
-            if block is not None and entry is not None:
-                tensor, version = entry
-                if tensor._version == version:
+            if block is not None and level in block.levels:
+                tensor, _ = block.levels[level]
+                if block.unwritten(level):
                     self.hits += 1
                     return tensor
                 del block.levels[level]  # written into by its last user: not what alter() makes
@@ -126,8 +130,7 @@ class AlteredCache:
             block = self._block(inputs, first, context)
             if block is None:
                 return False
-            kept = block.levels
-            return all(level in kept and kept[level][0]._version == kept[level][1] for level in levels)
+            return all(block.unwritten(level) for level in levels)
 
     def get_or_make(
         self, inputs: Tensor, first: int, level: int, context: Hashable, make: Callable[[], Tensor]

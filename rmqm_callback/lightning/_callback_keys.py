@@ -26,7 +26,6 @@ class CallbackKeys(LightningCallback):
     spectral: bool
     knn: bool | int
     _held: HeldProbe
-    _said: set[str]
 
     @property
     def logged_keys(self) -> set[str]:

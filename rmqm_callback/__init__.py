@@ -20,6 +20,7 @@ from rmqm_callback.evaluation.scoring import score
 from rmqm_callback.functional.rmqm import RMQMCollapseWarning
 from rmqm_callback.lightning import callback
 from rmqm_callback.lightning.callback import RMQMCallback
+from rmqm_callback.lightning.collapse_alarm import collapse_alarm
 from rmqm_callback.metrics import rmqm as metric
 from rmqm_callback.metrics import spectral as spectral_metric
 from rmqm_callback.metrics.knn import KNNAccuracy
@@ -51,5 +52,6 @@ __all__ = [
     "RMQMCollapseWarning",
     "SpectralScores",
     "__version__",
+    "collapse_alarm",
     "score",
 ]

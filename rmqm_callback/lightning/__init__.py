@@ -1,8 +1,9 @@
-"""Layer 5, the Lightning side: ``RMQMCallback`` and what only it uses (schedule, probe keeping, syncing, logging).
+"""Layer 5, the Lightning side: ``RMQMCallback``, what only it uses (schedule, syncing, logging), ``collapse_alarm``.
 
 Imports the layers below and Lightning (both ``pytorch_lightning`` and ``lightning.pytorch``); never checkpoints.
 """
 
 from rmqm_callback.lightning.callback import RMQMCallback
+from rmqm_callback.lightning.collapse_alarm import CollapseStopping, collapse_alarm
 
-__all__ = ["RMQMCallback"]
+__all__ = ["CollapseStopping", "RMQMCallback", "collapse_alarm"]

@@ -80,8 +80,10 @@ def _is_healthy(row: dict[str, Any]) -> bool:
     return row["group"] == "healthy" or (row["group"] == "dims" and not row["method"].startswith("simsiam"))
 
 
-def simulate(path: Path, rankme_threshold: float | None, left_out_threshold: float, small_evals: int) -> str:
-    """Markdown report of the alarm replayed on every run of ``path``."""
+def simulate(
+    path: Path, rankme_threshold: float | None, left_out_threshold: float, small_evals: int, watch_rankme: bool = True
+) -> str:
+    """Markdown report of the alarm replayed on every run of ``path`` (``watch_rankme=False``: package default)."""
     runs: dict[str, list[dict[str, Any]]] = {}
     with open(path) as handle:
         for row in csv.DictReader(handle):
@@ -101,8 +103,9 @@ def simulate(path: Path, rankme_threshold: float | None, left_out_threshold: flo
         if rankme_threshold is None
         else f"{rankme_threshold:g}"
     )
+    rankme_rule = f"RankMe < T = {rule} or NaN" if watch_rankme else "RankMe not watched (T below: for reference)"
     lines = [
-        f"Alarm: RankMe < T = {rule} or NaN; non-finite share > 0; D_RC or P_RC left-out share >"
+        f"Alarm: {rankme_rule}; non-finite share > 0; D_RC or P_RC left-out share >"
         f" {left_out_threshold} (or NaN). Settings: L100 = 256 probes x 100 levels, L20 = 256 x 20, small = the"
         f" first 64 probes x 10 levels (over its first {small_evals} evaluations, and over all 30). Onset A:"
         " first epoch with RankMe (256 probes) below the lowest RankMe any healthy run of the same d showed;"
@@ -117,7 +120,7 @@ def simulate(path: Path, rankme_threshold: float | None, left_out_threshold: flo
         dim = int(rows[0]["dim"])
         cells = []
         for setting, max_eval in (("L100", 10**6), ("L20", 10**6), ("small", small_evals), ("small", 10**6)):
-            alarm = collapse_alarm(threshold(setting, dim), left_out_threshold)
+            alarm = collapse_alarm(threshold(setting, dim) if watch_rankme else None, left_out_threshold)
             epoch, why = fire(rows, setting, alarm, max_eval)
             cells.append(f"{epoch} ({why})" if epoch else "never")
             if len(cells) == 1:

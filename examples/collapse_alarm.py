@@ -1,10 +1,12 @@
 """A collapse alarm from Lightning's own ``EarlyStopping`` on RMQMCallback's collapse signals: replay and real fits.
 
-The alarm itself is :func:`_collapse_recipe.collapse_alarm` (the README shows it). Modes::
+The alarm is :func:`rmqm_callback.collapse_alarm`; by default the digits' RankMe rule is on
+(:func:`_collapse_recipe.collapse_alarm`), ``--no-rankme`` replays or fits the package's default. Modes::
 
     python examples/collapse_alarm.py simulate       # replay the rule on examples/results/collapse_runs_digits.csv
     python examples/collapse_alarm.py fit            # the automated-test set-up
     python examples/collapse_alarm.py fit --dataset glyphs
+    python examples/collapse_alarm.py simulate --dataset mnist1d --no-rankme   # the package's default alarm
 
 ``simulate`` replays every run ``collapse_explore.py`` recorded through real ``EarlyStopping`` objects
 (see ``_collapse_simulation``). ``fit`` trains the configuration of the automated test (2 epochs, 64
@@ -68,7 +70,7 @@ def alarm_fit(
     epochs: int,
     probe_size: int,
     levels: int,
-    thresholds: tuple[float, float],
+    thresholds: tuple[float | None, float],
     dataset: str = "digits",
     cache_dir: Path | None = DEFAULT_CACHE_DIR,
 ) -> dict[str, Any]:
@@ -101,7 +103,7 @@ def fit_report(
     epochs: int,
     probe_size: int,
     levels: int,
-    thresholds: tuple[float, float],
+    thresholds: tuple[float | None, float],
     seeds: tuple[int, ...] = (0, 1),
     failing_seeds: tuple[int, ...] = (0,),
     dataset: str = "digits",
@@ -112,7 +114,7 @@ def fit_report(
     quiet_lightning()
     lines = [
         f"Test set-up ({dataset}): {epochs} epochs, {probe_size} probes, {levels} noise levels, RankMe threshold"
-        f" {thresholds[0]:g}, 1 torch thread, one fit after the other.",
+        f" {'off' if thresholds[0] is None else format(thresholds[0], 'g')}, 1 torch thread, one fit after the other.",
         "",
         "| fit | stopped | evaluations | by | RankMe per evaluation | seconds |",
         "|---|---|---|---|---|---|",
@@ -152,12 +154,15 @@ def main(argv: list[str] | None = None) -> None:
         each.add_argument("--output", type=Path, default=None, help="also write the markdown report here")
         each.add_argument("--rankme-threshold", type=float, default=None, help="default: rankme_threshold_for(N, d)")
         each.add_argument("--left-out-threshold", type=float, default=LEFT_OUT_THRESHOLD)
+        each.add_argument("--no-rankme", action="store_true", help="the package's default alarm: RankMe not watched")
     args = parser.parse_args(argv)
     if args.mode == "simulate":
         csv = args.csv or Path(__file__).resolve().parent / "results" / f"collapse_runs_{args.dataset}.csv"
-        text = simulate(csv, args.rankme_threshold, args.left_out_threshold, args.small_evals)
+        text = simulate(csv, args.rankme_threshold, args.left_out_threshold, args.small_evals, not args.no_rankme)
     else:
-        rankme_threshold = args.rankme_threshold or rankme_threshold_for(args.probe_size, 64)
+        rankme_threshold = (
+            None if args.no_rankme else args.rankme_threshold or rankme_threshold_for(args.probe_size, 64)
+        )
         thresholds = (rankme_threshold, args.left_out_threshold)
         seeds, failing = tuple(args.seeds), tuple(args.failing_seeds)
         text = fit_report(

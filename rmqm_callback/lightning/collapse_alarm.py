@@ -33,7 +33,7 @@ Examples:
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pytorch_lightning.callbacks import EarlyStopping
 
@@ -53,14 +53,22 @@ LEFT_OUT_THRESHOLD = 0.5
 NEVER = 10**9
 
 
-class CollapseStopping(EarlyStopping, *classes("callbacks", "Callback")[1:]):
-    """``pytorch_lightning``'s ``EarlyStopping``, and a ``Callback`` of ``lightning.pytorch`` too (when installed).
+if TYPE_CHECKING:  # type checkers see both bases (``Any`` where ``lightning`` is not installed)
+    import lightning.pytorch
 
-    Either namespace's ``Trainer`` accepts it and runs its checks (like
-    :class:`~rmqm_callback.lightning._namespaces.LightningCallback`). It is not a subclass of
-    ``lightning.pytorch``'s ``EarlyStopping``: two ``EarlyStopping`` bases would chain their
-    ``__init__`` into each other.
-    """
+    class CollapseStopping(EarlyStopping, lightning.pytorch.Callback):  # type: ignore[misc]
+        """``pytorch_lightning``'s ``EarlyStopping``, and a ``Callback`` of ``lightning.pytorch``."""
+
+else:
+
+    class CollapseStopping(EarlyStopping, *classes("callbacks", "Callback")[1:]):
+        """``pytorch_lightning``'s ``EarlyStopping``, and a ``Callback`` of ``lightning.pytorch`` too (when installed).
+
+        Either namespace's ``Trainer`` accepts it and runs its checks (like
+        :class:`~rmqm_callback.lightning._namespaces.LightningCallback`). It is not a subclass of
+        ``lightning.pytorch``'s ``EarlyStopping``: two ``EarlyStopping`` bases would chain their
+        ``__init__`` into each other.
+        """
 
 
 def _stopper(monitor: str, mode: str, threshold: float) -> CollapseStopping:

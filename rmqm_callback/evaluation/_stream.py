@@ -2,9 +2,10 @@
 
 :func:`accumulate` is the one code path that :func:`~rmqm_callback.score` (offline), the
 ``score`` command and the Lightning callback use. It reads the probe in blocks of
-``batch_size``, walks each block's trajectory level by level keeping only the original and
-previous representations, and hands the metric ``(n, J)`` distance series: peak memory grows with
-neither the number of probes nor, beyond those ``n x J`` numbers, the number of levels.
+``batch_size``, walks each block's trajectory level by level keeping the original, the previous
+and at most a chunk of pending representations (:mod:`~rmqm_callback.evaluation._distances`), and
+hands the metric ``(n, J)`` distance series: peak memory grows with neither the number of probes
+nor, beyond those ``n x J`` numbers, the number of levels.
 :func:`measure` wraps it in the guest's manners and the run's precision, and :func:`check_set_up`
 sends two probes through it before anything else (see :mod:`rmqm_callback.evaluation._guest_pass`).
 """
@@ -21,13 +22,13 @@ from torch import Tensor, nn
 
 from rmqm_callback.alterations import Alteration, InputAlteration
 from rmqm_callback.alterations.base import EncoderLike
+from rmqm_callback.evaluation._distances import TrajectoryDistances
 from rmqm_callback.evaluation._guest_clock import GUEST_PASS_LIMIT_S, Forecast, evaluated_probes
 from rmqm_callback.evaluation._guest_pass import guest_pass
 from rmqm_callback.evaluation._rng import untouched_random_streams
 from rmqm_callback.evaluation._set_up_checks import check_batches, check_model_has_data
 from rmqm_callback.evaluation.encoder import Encoder, evaluation_mode
 from rmqm_callback.evaluation.probe import Probe, ProbeBatch
-from rmqm_callback.functional.rmqm import prepare_embeddings
 from rmqm_callback.metrics._clean_level import CleanLevelScores
 from rmqm_callback.metrics.rmqm import RMQM
 
@@ -80,24 +81,16 @@ def _block_distances(
 
     The clean representations (level 0) also go to ``clean``, when given, with the probes' labels.
     """
-    origin = previous = None
-    to_original: list[Tensor] = []
-    to_previous: list[Tensor] = []
+    series = TrajectoryDistances(normalize)
     for representation in alteration.trajectory(batch, encoder, batch_size):
-        phi = prepare_embeddings(representation, normalize)
-        if origin is None or previous is None:
-            origin = phi
-            if clean is not None:
-                clean.update(representation, batch.indices, batch.labels)
-        else:
-            to_original.append(torch.linalg.vector_norm(phi - origin, dim=-1))
-            to_previous.append(torch.linalg.vector_norm(phi - previous, dim=-1))
-        previous = phi
-    if len(to_original) != alteration.levels - 1:
+        if series.levels == 0 and clean is not None:
+            clean.update(representation, batch.indices, batch.labels)
+        series.add(representation)
+    if series.levels != alteration.levels:
         raise ValueError(
-            f"{alteration!r} yielded {len(to_original) + 1} levels for a block, but declares {alteration.levels}."
+            f"{alteration!r} yielded {series.levels} levels for a block, but declares {alteration.levels}."
         )
-    return torch.stack(to_original, dim=1), torch.stack(to_previous, dim=1)
+    return series.result()
 
 
 def _finite_rows(do: Tensor, dp: Tensor, batch: ProbeBatch, alteration: Alteration, skip: bool) -> Tensor | None:

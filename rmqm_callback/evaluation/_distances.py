@@ -1,0 +1,78 @@
+"""One block's trajectory turned into its distance series, a chunk of levels at a time.
+
+RMQM needs, for every probe and level ``j``, the distance of the level's (normalised)
+representation to level 0 and to level ``j - 1``. Computing them level by level costs a handful
+of small tensor operations per forward pass, which is a visible share of a small encoder's
+evaluation when torch's threads have to wake for each of them. :class:`TrajectoryDistances`
+gathers the representations of up to :data:`CHUNK_BYTES` worth of levels and computes their
+distances in one go: the same element-wise operations and the same row reductions, so the same
+numbers bit for bit, in a few operations per chunk. Memory stays bounded by that chunk, whatever
+the number of probes or levels.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from rmqm_callback.functional.rmqm import prepare_embeddings
+
+#: The most bytes (as float64) of representations gathered before their distances are computed.
+CHUNK_BYTES = 4 * 2**20
+
+
+class TrajectoryDistances:
+    """Distances ``(n, J)`` to the original and to the previous level, fed one level at a time.
+
+    Args:
+        normalize: L2-normalise the representations (in float64) before measuring distances.
+        chunk_bytes: the most bytes of float64 representations gathered before they are measured.
+
+    Examples:
+        >>> import torch
+        >>> series = TrajectoryDistances(normalize=False)
+        >>> for level in range(4):
+        ...     series.add(torch.full((2, 1), float(level)))
+        >>> to_original, to_previous = series.result()
+        >>> to_original.tolist(), to_previous.tolist()
+        ([[1.0, 2.0, 3.0], [1.0, 2.0, 3.0]], [[1.0, 1.0, 1.0], [1.0, 1.0, 1.0]])
+
+    """
+
+    def __init__(self, normalize: bool, chunk_bytes: int = CHUNK_BYTES) -> None:
+        self.normalize = normalize
+        self.chunk_bytes = chunk_bytes
+        self.levels = 0
+        self._origin: Tensor | None = None
+        self._previous: Tensor | None = None
+        self._pending: list[Tensor] = []
+        self._chunk_levels = 1
+        self._to_original: list[Tensor] = []
+        self._to_previous: list[Tensor] = []
+
+    def add(self, representation: Tensor) -> None:
+        """Take the ``(n, d)`` representation of the next level (level 0 first)."""
+        self.levels += 1
+        if self._origin is None:
+            self._origin = self._previous = prepare_embeddings(representation, self.normalize)
+            self._chunk_levels = max(1, self.chunk_bytes // max(1, 8 * representation.numel()))
+            return
+        self._pending.append(representation)
+        if len(self._pending) >= self._chunk_levels:
+            self._measure_pending()
+
+    def _measure_pending(self) -> None:
+        phi = prepare_embeddings(torch.stack(self._pending), self.normalize)  # (k, n, d)
+        self._pending.clear()
+        steps = torch.cat([self._previous.unsqueeze(0), phi])  # type: ignore[union-attr]
+        self._to_original.append(torch.linalg.vector_norm(phi - self._origin, dim=-1))
+        self._to_previous.append(torch.linalg.vector_norm(steps[1:] - steps[:-1], dim=-1))
+        self._previous = phi[-1]
+
+    def result(self) -> tuple[Tensor, Tensor]:
+        """``(do, dp)``, each ``(n, J)`` for levels ``1..J`` (``J`` = levels added after level 0)."""
+        if self._pending:
+            self._measure_pending()
+        if not self._to_original:
+            raise ValueError(f"A trajectory needs at least 2 levels to have distances, got {self.levels}.")
+        return torch.cat(self._to_original).T.contiguous(), torch.cat(self._to_previous).T.contiguous()

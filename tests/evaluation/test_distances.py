@@ -1,0 +1,60 @@
+"""The distance series of a trajectory, measured a chunk of levels at a time, equal the level-by-level ones bit for bit."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rmqm_callback.evaluation._distances import TrajectoryDistances
+from rmqm_callback.functional.rmqm import prepare_embeddings
+
+
+def level_by_level(levels: list[torch.Tensor], normalize: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """What the stream computed before chunking: one level at a time, stacked along dim 1."""
+    phis = [prepare_embeddings(level, normalize) for level in levels]
+    to_original = [torch.linalg.vector_norm(phi - phis[0], dim=-1) for phi in phis[1:]]
+    to_previous = [torch.linalg.vector_norm(phi - before, dim=-1) for before, phi in zip(phis, phis[1:])]
+    return torch.stack(to_original, dim=1), torch.stack(to_previous, dim=1)
+
+
+def trajectory(n: int, d: int, num_levels: int, dtype: torch.dtype, seed: int = 0) -> list[torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    start = torch.randn(n, d, generator=generator, dtype=torch.float64)
+    steps = [start + 0.05 * j * torch.randn(n, d, generator=generator, dtype=torch.float64) for j in range(num_levels)]
+    return [step.to(dtype) for step in steps]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("normalize", [True, False])
+@pytest.mark.parametrize(("n", "d", "num_levels"), [(1, 1, 3), (5, 3, 10), (64, 128, 100), (7, 33, 17)])
+@pytest.mark.parametrize("chunk_bytes", [1, 4096, 2**20, 2**30])
+def test_chunks_of_any_size_give_the_level_by_level_series_bit_for_bit(dtype, normalize, n, d, num_levels, chunk_bytes):
+    levels = trajectory(n, d, num_levels, dtype)
+    series = TrajectoryDistances(normalize, chunk_bytes=chunk_bytes)
+    for level in levels:
+        series.add(level)
+    do, dp = series.result()
+    expected_do, expected_dp = level_by_level(levels, normalize)
+    assert do.shape == dp.shape == (n, num_levels - 1)
+    assert do.is_contiguous() and dp.is_contiguous()  # later reductions sum in the same order as before
+    assert torch.equal(do, expected_do)
+    assert torch.equal(dp, expected_dp)
+    assert series.levels == num_levels
+
+
+def test_a_chunk_holds_at_most_its_budget_of_levels():
+    levels = trajectory(8, 16, 50, torch.float32)
+    series = TrajectoryDistances(True, chunk_bytes=3 * 8 * 8 * 16)  # three levels of (8, 16) float64
+    most = 0
+    for level in levels:
+        series.add(level)
+        most = max(most, len(series._pending))
+    assert most == 2  # the third level pending is measured at once
+    assert torch.equal(series.result()[0], level_by_level(levels, True)[0])
+
+
+def test_fewer_than_two_levels_have_no_distances():
+    series = TrajectoryDistances(True)
+    series.add(torch.ones(3, 2))
+    with pytest.raises(ValueError, match="at least 2 levels"):
+        series.result()

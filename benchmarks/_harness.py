@@ -80,10 +80,10 @@ def timeit(fn: Callable[[], object], device: torch.device, repeats: int, warmup:
     return statistics.median(times)
 
 
-def interleaved(
+def interleaved_rounds(
     fns: dict[str, Callable[[], object]], device: torch.device, repeats: int
-) -> tuple[dict[str, float], dict[str, float]]:
-    """Median wall time and median process CPU time of each function, timed in turn within every repeat.
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Wall and process CPU times of each function in every round, the functions timed in turn within a round.
 
     Interleaving spreads background load (other processes on a shared machine) over all of them.
     The CPU time (``time.process_time``, all threads of this process) is what to compare on a
@@ -100,8 +100,64 @@ def interleaved(
             synchronize(device)
             walls[name].append(time.perf_counter() - start)
             cpus[name].append(time.process_time() - start_cpu)
+    return walls, cpus
+
+
+def interleaved(
+    fns: dict[str, Callable[[], object]], device: torch.device, repeats: int
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Median wall time and median process CPU time of each function over :func:`interleaved_rounds`."""
+    walls, cpus = interleaved_rounds(fns, device, repeats)
     median = statistics.median
     return {k: median(v) for k, v in walls.items()}, {k: median(v) for k, v in cpus.items()}
+
+
+def paired_ratios(numerators: Sequence[float], denominators: Sequence[float]) -> tuple[float, float, float]:
+    """Median, lower and upper quartile of the per-round ratios ``numerators[i] / denominators[i]``.
+
+    A ratio within a round compares two runs made seconds apart; on a machine whose speed drifts
+    between rounds (a shared virtual machine) it is much steadier than a ratio of two medians.
+    """
+    ratios = sorted(a / b for a, b in zip(numerators, denominators, strict=True))
+    if len(ratios) < 4:
+        return statistics.median(ratios), ratios[0], ratios[-1]
+    lower, _, upper = statistics.quantiles(ratios, n=4, method="inclusive")
+    return statistics.median(ratios), lower, upper
+
+
+class ForwardClock:
+    """Wall time spent inside a module's forward calls (forward pre-hook and hook), for within-call shares.
+
+    ``with ForwardClock(model) as clock: run()`` then ``clock.inside`` (s) and ``clock.calls``.
+    Timed from the same call, the share of a run's time spent outside the forward passes does not
+    depend on how fast the machine was that second.
+    """
+
+    def __init__(self, module: torch.nn.Module, device: torch.device | None = None) -> None:
+        self.module, self.device = module, device
+        self.inside, self.calls, self._start = 0.0, 0, 0.0
+
+    def _before(self, *_: object) -> None:
+        if self.device is not None:
+            synchronize(self.device)
+        self._start = time.perf_counter()
+
+    def _after(self, *_: object) -> None:
+        if self.device is not None:
+            synchronize(self.device)
+        self.inside += time.perf_counter() - self._start
+        self.calls += 1
+
+    def __enter__(self) -> ForwardClock:
+        self._handles = [
+            self.module.register_forward_pre_hook(self._before),
+            self.module.register_forward_hook(self._after),
+        ]
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        for handle in self._handles:
+            handle.remove()
 
 
 def load_average() -> str:

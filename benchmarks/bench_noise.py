@@ -14,24 +14,29 @@ reused across evaluations as the callback reuses its alterations across epochs:
 * ``noise``: generating those altered inputs alone (``GaussianNoise.alter`` + batching);
 * ``naive``: :mod:`naive_baseline` (a pass over the probe per level, ``(N, L, d)`` kept, ``cdist``).
 
-The first evaluation, which fills the caches, is timed once, apart. Printed: the caches' memory,
-median times and ratios to the floor, our speed-up over the naive pipeline, probe throughput
-against the model's own inference throughput, and the RMQM difference between ``score()`` and the
-naive pipeline (all ``score()`` variants are checked bit-identical).
+The floor is timed twice per round, before and after the ``score()`` variants. The first
+evaluation, which fills the caches, is timed once, apart. Printed: the caches' memory, median times
+and ratios to the floor, the same ratios taken within each round (against the mean of that round's
+two floors), the wall time one ``score()`` call spends outside the model's forward calls, our
+speed-up over the naive pipeline, probe throughput against the model's own inference throughput,
+and the RMQM difference between ``score()`` and the naive pipeline (all ``score()`` variants are
+checked bit-identical).
 
     python benchmarks/bench_noise.py [--quick] [--device cuda] [--threads 2] [--repeats 3] [--only lenet:1000]
 """
 
 from __future__ import annotations
 
+import statistics
+
 import torch
-from _harness import interleaved, load_average, parser, setup, table, timed_once
+from _harness import ForwardClock, interleaved_rounds, load_average, paired_ratios, parser, setup, table, timed_once
 from _models import make_model, make_probe
 from naive_baseline import naive_score
 
 from rmqm_callback import GaussianNoise, score
 
-FULL = {"lenet": [(1000, 3), (5000, 2)], "resnet": [(250, 2)]}  # (N, repeats); scaled to fit a shared 2-core CPU
+FULL = {"lenet": [(1000, 10), (5000, 4)], "resnet": [(250, 4)]}  # (N, repeats); scaled to fit a shared 2-core CPU
 QUICK = {"lenet": [(200, 2), (500, 2)], "resnet": [(100, 2)]}
 
 
@@ -52,6 +57,18 @@ def forward_all(model: torch.nn.Module, batches: list) -> None:
     with torch.inference_mode():
         for batch in batches:
             model(batch)
+
+
+def within_call(model: torch.nn.Module, run, device: torch.device, calls: int = 3) -> tuple[float, float]:
+    """Median over ``calls`` of one ``score()`` call's wall time outside the model's forward calls, and of its
+    total wall time over the time inside them (the guest pass's forward calls count as inside)."""
+    outside, ratio = [], []
+    for _ in range(calls):
+        with ForwardClock(model, device if device.type == "cuda" else None) as clock:
+            total, _ = timed_once(run, device)
+        outside.append(total - clock.inside)
+        ratio.append(total / clock.inside)
+    return statistics.median(outside), statistics.median(ratio)
 
 
 def fits_all_mib(probe: torch.Tensor, levels: int) -> float:
@@ -78,19 +95,33 @@ def run_case(name: str, n: int, repeats: int, batch_size: int, device: torch.dev
 
     batches = altered_batches(probe, bare, batch_size, device)
     forward_all(model, batches[:4])
-    times, cpu = interleaved(
+    # the floor brackets the score() variants in every round (timed before and after them): the paired ratios
+    # divide by the mean of the two, which takes out a drift of the machine's speed across the round
+    walls, cpus = interleaved_rounds(
         {
-            "noise": lambda: altered_batches(probe, bare, batch_size, device),
             "floor": lambda: forward_all(model, batches),
-            "score": lambda: outputs.update(ours=score(model, probe, noise, batch_size=batch, device=device)),
             "all": lambda: outputs.update(all=score(model, probe, kept_all, batch_size=batch, device=device)),
+            "score": lambda: outputs.update(ours=score(model, probe, noise, batch_size=batch, device=device)),
             "fresh": lambda: outputs.update(fresh=score(model, probe, fresh, batch_size=batch, device=device)),
+            "floor_after": lambda: forward_all(model, batches),
+            "noise": lambda: altered_batches(probe, bare, batch_size, device),
             "naive": lambda: outputs.update(naive=naive_score(model, inputs_of, n, bare, batch, device)),
         },
         device,
         repeats,
     )
     batches.clear()
+    median = statistics.median
+    times, cpu = {k: median(v) for k, v in walls.items()}, {k: median(v) for k, v in cpus.items()}
+    paired = {
+        (kind, name): paired_ratios(rounds[name], [(a + b) / 2 for a, b in zip(rounds["floor"], rounds["floor_after"])])
+        for kind, rounds in (("wall", walls), ("cpu", cpus))
+        for name in ("score", "all", "fresh")
+    }
+    within = {
+        name: within_call(model, lambda kept=kept: score(model, probe, kept, batch_size=batch, device=device), device)
+        for name, kept in (("score", noise), ("all", kept_all))
+    }
     ours, naive = outputs["ours"], outputs["naive"]
     for other in ("all", "fresh", "first"):
         if any(not torch.equal(ours[key], outputs[other][key]) for key in ours):
@@ -117,6 +148,8 @@ def run_case(name: str, n: int, repeats: int, batch_size: int, device: torch.dev
         "diff": abs(float(ours["RMQM"]) - naive["RMQM"]),
         "peak_cuda": peak_cuda,
         "inputs": n * noise.levels,
+        "paired": paired,
+        "within": within,
     }
 
 
@@ -190,6 +223,28 @@ def main() -> None:
     print(table(headers, [_ratio_row(r, r) for r in results]))
     print("\n## Same runs, process CPU time (s, median; time.process_time): the fair comparison on a loaded CPU\n")
     print(table(headers, [_ratio_row(r, r["cpu"]) for r in results]))
+    print(
+        "\n## Same runs, ratios to the floor within each round (median [lower quartile, upper quartile] over rounds):"
+        " the floor is the mean of its two timings in that round, before and after the score() variants\n"
+    )
+    rows = []
+    for r in results:
+        cells = [f"{m:.3f} [{lo:.3f}, {hi:.3f}]" for m, lo, hi in (r["paired"][(kind, name)]
+                 for kind in ("cpu", "wall") for name in ("score", "all", "fresh"))]  # fmt: skip
+        rows.append([r["model"], r["N"], r["repeats"], *cells])
+    kinds = [f"{kind} {name}/floor" for kind in ("CPU", "wall") for name in ("default", "all kept", "no cache")]
+    print(table(["model", "N", "rounds", *kinds], rows))
+    print(
+        "\n## Within one score() call: wall time outside the model's forward calls (s) and total / inside"
+        " (median of 3 calls; the guest pass's forward calls count as inside)\n"
+    )
+    rows = [
+        [r["model"], r["N"], r["within"]["score"][0], r["within"]["score"][1], r["within"]["all"][0],
+         r["within"]["all"][1], r["within"]["score"][0] / r["floor"]]
+        for r in results
+    ]  # fmt: skip
+    print(table(["model", "N", "outside (default)", "total/inside (default)", "outside (all kept)",
+                 "total/inside (all kept)", "outside (default) / floor"], rows))  # fmt: skip
     print("\n## Throughput (altered inputs per second) and agreement with the naive pipeline\n")
     rows = [
         [

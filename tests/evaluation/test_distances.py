@@ -1,6 +1,8 @@
-"""The distance series of a trajectory, measured a chunk of levels at a time, equal the level-by-level ones bit for bit."""
+"""A trajectory's distance series, measured a chunk of levels at a time, equal the level-by-level ones bit for bit."""
 
 from __future__ import annotations
+
+import itertools
 
 import pytest
 import torch
@@ -13,7 +15,7 @@ def level_by_level(levels: list[torch.Tensor], normalize: bool) -> tuple[torch.T
     """What the stream computed before chunking: one level at a time, stacked along dim 1."""
     phis = [prepare_embeddings(level, normalize) for level in levels]
     to_original = [torch.linalg.vector_norm(phi - phis[0], dim=-1) for phi in phis[1:]]
-    to_previous = [torch.linalg.vector_norm(phi - before, dim=-1) for before, phi in zip(phis, phis[1:])]
+    to_previous = [torch.linalg.vector_norm(phi - before, dim=-1) for before, phi in itertools.pairwise(phis)]
     return torch.stack(to_original, dim=1), torch.stack(to_previous, dim=1)
 
 

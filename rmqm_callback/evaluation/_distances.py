@@ -12,6 +12,8 @@ the number of probes or levels.
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import Tensor
 
@@ -62,10 +64,12 @@ class TrajectoryDistances:
             self._measure_pending()
 
     def _measure_pending(self) -> None:
+        # levels are pending only after level 0 set the origin and the previous representation
+        origin, previous = cast(Tensor, self._origin), cast(Tensor, self._previous)
         phi = prepare_embeddings(torch.stack(self._pending), self.normalize)  # (k, n, d)
         self._pending.clear()
-        steps = torch.cat([self._previous.unsqueeze(0), phi])  # type: ignore[union-attr]
-        self._to_original.append(torch.linalg.vector_norm(phi - self._origin, dim=-1))
+        steps = torch.cat([previous.unsqueeze(0), phi])
+        self._to_original.append(torch.linalg.vector_norm(phi - origin, dim=-1))
         self._to_previous.append(torch.linalg.vector_norm(steps[1:] - steps[:-1], dim=-1))
         self._previous = phi[-1]
 

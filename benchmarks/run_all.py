@@ -11,6 +11,7 @@ from pathlib import Path
 
 SCRIPTS = [
     "bench_noise.py",
+    "bench_noise_kept.py",
     "bench_pgd.py",
     "bench_memory.py",
     "bench_callback.py",

@@ -2,12 +2,13 @@
 
 For every run of ``examples/results/collapse_runs_<dataset>.csv`` (recorded by ``collapse_explore.py``),
 over the evaluations after training began (epochs >= 1): the lowest RankMe, the lowest centred
-RankMe, the lowest D (256 probes x 100 levels), the highest non-finite share, and the probe's 1-NN
+RankMe, the lowest D (256 probes x 100 levels), the highest non-finite share, the highest mean L2
+norm of the clean probe's representations (and its value before training), and the probe's 1-NN
 accuracy at epoch 0 and at the last epoch. NaN where the representations were not finite. These
 are the values an ``EarlyStopping`` threshold on each signal would have to separate. Run from the
 repository root::
 
-    python examples/collapse_summary.py --datasets mnist1d digits_centred
+    python examples/collapse_summary.py --datasets mnist1d digits_centred glyphs
 """
 
 from __future__ import annotations
@@ -29,6 +30,11 @@ def _lowest(values: list[float]) -> float:
     return min(finite) if len(finite) == len(values) and finite else math.nan
 
 
+def _highest(values: list[float]) -> float:
+    finite = [value for value in values if not math.isnan(value)]
+    return max(finite) if len(finite) == len(values) and finite else math.nan
+
+
 def summary(path: Path) -> str:
     """The Markdown table of one CSV."""
     runs: dict[str, list[dict[str, str]]] = {}
@@ -38,8 +44,8 @@ def summary(path: Path) -> str:
         f"## {path.name}",
         "",
         "| run | group | epochs | lowest RankMe | lowest centred RankMe | lowest D | highest non-finite share"
-        " | 1-NN at epoch 0 | 1-NN at the end |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        " | mean norm at epoch 0 | highest mean norm | 1-NN at epoch 0 | 1-NN at the end |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for run, rows in runs.items():
         rows.sort(key=lambda row: int(row["epoch"]))
@@ -49,10 +55,13 @@ def summary(path: Path) -> str:
             _lowest([_float(row["rankme_centred"]) for row in trained]),
             _lowest([_float(row["L100_D"]) for row in trained]),
             max((_float(row["L100_nonfinite_share"]) for row in trained), default=math.nan),
+            _float(rows[0]["mean_norm"]),
+            _highest([_float(row["mean_norm"]) for row in trained]),
             _float(rows[0]["knn_accuracy"]),
             _float(rows[-1]["knn_accuracy"]),
         ]
         shown = ["NaN" if math.isnan(v) else f"{v:.4f}" if abs(v) < 1 else f"{v:.2f}" for v in cells]
+        shown[5] = "NaN" if math.isnan(cells[5]) else f"{cells[5]:.3g}"  # norms span 12 orders of magnitude
         lines.append(f"| {run} | {rows[0]['group']} | {len(trained)} | " + " | ".join(shown) + " |")
     return "\n".join(lines) + "\n"
 
@@ -77,14 +86,14 @@ def grid_rows(path: Path, method: str, optimizer: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--datasets", nargs="+", default=["mnist1d", "digits_centred"])
+    parser.add_argument("--datasets", nargs="+", default=["mnist1d", "digits_centred", "glyphs"])
     parser.add_argument("--output", type=Path, default=RESULTS / "collapse_runs_summary.md")
     args = parser.parse_args()
     parts = [
         "# The collapse signals each recorded run reached (epochs >= 1)",
         "",
         "From `examples/collapse_summary.py` over `collapse_explore.py`'s recordings (12 runs x 10 epochs, seed 0,"
-        " d = 64, each; glyphs not recorded). NaN: the representations were not finite.",
+        " d = 64, each). NaN: the representations were not finite.",
         "",
     ]
     parts += [summary(RESULTS / f"collapse_runs_{name}.csv") for name in args.datasets]

@@ -33,7 +33,7 @@ from rmqm_callback.evaluation.probe import Probe
 from rmqm_callback.metrics._clean_level import CleanLevelScores
 
 sys.path.insert(0, str(ROOT / "examples"))
-from _digits_model import DigitsEncoder
+from _encoders import DigitsEncoder
 
 
 class TimedKNN(CleanLevelScores):

@@ -1,14 +1,16 @@
-"""The committed correlation reports (the README's per-data-set table) are recomputed from their committed CSVs.
+"""The committed study reports the README quotes are recomputed from their committed CSVs.
 
 ``test_correlation_study.py`` checks a fresh ``--quick`` run's report against its own CSV; this holds the
 committed full studies' reports to the committed rows they were written from: both correlation tables
-(Pearson and Spearman with their bootstrap intervals), the within-group tables and the collapse count.
+(Pearson and Spearman with their bootstrap intervals), the within-group tables and the collapse count;
+and the checkpoint-selection reports (the README's "Choosing a checkpoint") to the within-run CSVs.
 """
 
 from __future__ import annotations
 
 import csv
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -19,6 +21,7 @@ RESULTS = ROOT / "examples" / "results"
 sys.path.insert(0, str(ROOT / "examples"))
 
 from _correlation_report import correlation_table, within_groups_table  # noqa: E402
+from checkpoint_selection import main as checkpoint_selection  # noqa: E402
 
 #: The committed full studies: a report and the CSV it was written from, per data set.
 STUDIES = ["digits", "mnist1d", "glyphs"]
@@ -42,3 +45,15 @@ def test_the_committed_report_is_recomputed_from_the_committed_csv(name):
     ) in report
     assert within_groups_table(rows, "method") in report and within_groups_table(rows, "embedding_dim") in report
     assert f"{len(rows)} encoders: methods" in report
+
+
+def test_the_committed_checkpoint_selection_reports_are_recomputed_from_the_within_run_csvs(tmp_path):
+    summary = (RESULTS / "checkpoint_selection_summary.md").read_text()
+    names = re.findall(r"`(within_run_[\w]+\.csv)`", summary.split("\n\n", 2)[1])
+    assert len(names) == 5
+    for name in names:
+        shutil.copy(RESULTS / name, tmp_path / name)
+    checkpoint_selection([str(tmp_path / name) for name in names])
+    for report in [f"checkpoint_selection_{name.removeprefix('within_run_')}".replace(".csv", ".md") for name in names]:
+        assert (tmp_path / report).read_text() == (RESULTS / report).read_text(), report
+    assert (tmp_path / "checkpoint_selection_summary.md").read_text() == summary

@@ -50,9 +50,24 @@ def test_a_chunk_holds_at_most_its_budget_of_levels():
     most = 0
     for level in levels:
         series.add(level)
-        most = max(most, len(series._pending))
+        most = max(most, series._pending)
     assert most == 2  # the third level pending is measured at once
     assert torch.equal(series.result()[0], level_by_level(levels, True)[0])
+
+
+@pytest.mark.parametrize("inside", [True, False])
+def test_inference_tensors_in_or_out_of_inference_mode_give_the_same_series(inside):
+    """The stream embeds under inference mode and measures outside it; either way works, with the same numbers."""
+    levels = trajectory(6, 10, 12, torch.float32)
+    with torch.inference_mode():
+        frozen = [level.clone() for level in levels]  # inference tensors, as the encoder's outputs are
+    series = TrajectoryDistances(True, chunk_bytes=5 * 8 * 6 * 10)
+    with torch.inference_mode(inside):
+        for level in frozen:
+            series.add(level)
+        do, dp = series.result()
+    expected_do, expected_dp = level_by_level(levels, True)
+    assert torch.equal(do, expected_do) and torch.equal(dp, expected_dp)
 
 
 def test_fewer_than_two_levels_have_no_distances():

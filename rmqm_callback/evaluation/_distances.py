@@ -4,11 +4,10 @@ RMQM needs, for every probe and level ``j``, the distance of the level's (normal
 representation to level 0 and to level ``j - 1``. Computing them level by level costs a handful
 of small tensor operations per forward pass, which is a visible share of a small encoder's
 evaluation when torch's threads have to wake for each of them. :class:`TrajectoryDistances`
-copies the representations of up to :data:`CHUNK_BYTES` worth of levels into a float64 buffer
-and computes their distances in one go, in place: the same element-wise operations and the same
-row reductions, so the same numbers bit for bit, in a few operations per chunk and without a
-fresh allocation of the chunk's size for each of them. Memory stays bounded by two such buffers,
-whatever the number of probes or levels.
+gathers the representations of up to :data:`CHUNK_BYTES` worth of levels and computes their
+distances in one go: the same element-wise operations and the same row reductions, so the same
+numbers bit for bit, in a few operations per chunk. Memory stays bounded by that chunk, whatever
+the number of probes or levels.
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ from typing import cast
 import torch
 from torch import Tensor
 
-from rmqm_callback.functional.rmqm import prepare_embeddings, unit_rows
+from rmqm_callback.functional.rmqm import prepare_embeddings
 
 #: The most bytes (as float64) of representations gathered before their distances are computed.
 CHUNK_BYTES = 4 * 2**20
@@ -48,10 +47,8 @@ class TrajectoryDistances:
         self.levels = 0
         self._origin: Tensor | None = None
         self._previous: Tensor | None = None
-        self._chunk: Tensor | None = None  # (levels per chunk, n, d) float64: the pending levels, cast
-        self._scratch: Tensor | None = None  # the same shape: their differences
-        self._pending = 0
-        self._pending_float64 = False  # a pending level came as float64 (rescaled before normalising)
+        self._pending: list[Tensor] = []
+        self._chunk_levels = 1
         self._to_original: list[Tensor] = []
         self._to_previous: list[Tensor] = []
 
@@ -60,30 +57,21 @@ class TrajectoryDistances:
         self.levels += 1
         if self._origin is None:
             self._origin = self._previous = prepare_embeddings(representation, self.normalize)
-            chunk_levels = max(1, self.chunk_bytes // max(1, 8 * representation.numel()))
-            shape = (chunk_levels, *representation.shape)
-            self._chunk = torch.empty(shape, dtype=torch.float64, device=representation.device)
-            self._scratch = torch.empty_like(self._chunk)
+            self._chunk_levels = max(1, self.chunk_bytes // max(1, 8 * representation.numel()))
             return
-        chunk = cast(Tensor, self._chunk)
-        chunk[self._pending].copy_(representation)  # the exact cast prepare_embeddings makes
-        self._pending += 1
-        self._pending_float64 |= representation.dtype == torch.float64
-        if self._pending == chunk.shape[0]:
+        self._pending.append(representation)
+        if len(self._pending) >= self._chunk_levels:
             self._measure_pending()
 
     def _measure_pending(self) -> None:
-        # levels are pending only after level 0 set the origin, the previous level and the buffers
+        # levels are pending only after level 0 set the origin and the previous representation
         origin, previous = cast(Tensor, self._origin), cast(Tensor, self._previous)
-        phi, steps = cast(Tensor, self._chunk)[: self._pending], cast(Tensor, self._scratch)[: self._pending]
-        if self.normalize:  # as prepare_embeddings(torch.stack(levels)), written into the buffer
-            unit_rows(phi, rescale=self._pending_float64, in_place=True)
-        self._to_original.append(torch.linalg.vector_norm(torch.sub(phi, origin, out=steps), dim=-1))
-        torch.sub(phi[0], previous, out=steps[0])
-        torch.sub(phi[1:], phi[:-1], out=steps[1:])
-        self._to_previous.append(torch.linalg.vector_norm(steps, dim=-1))
-        self._previous = phi[-1].clone()  # the buffer is written again by the next chunk
-        self._pending, self._pending_float64 = 0, False
+        phi = prepare_embeddings(torch.stack(self._pending), self.normalize)  # (k, n, d)
+        self._pending.clear()
+        steps = torch.cat([previous.unsqueeze(0), phi])
+        self._to_original.append(torch.linalg.vector_norm(phi - origin, dim=-1))
+        self._to_previous.append(torch.linalg.vector_norm(steps[1:] - steps[:-1], dim=-1))
+        self._previous = phi[-1]
 
     def result(self) -> tuple[Tensor, Tensor]:
         """``(do, dp)``, each ``(n, J)`` for levels ``1..J`` (``J`` = levels added after level 0)."""

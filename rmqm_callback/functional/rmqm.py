@@ -83,31 +83,13 @@ def prepare_embeddings(embeddings: Tensor, normalize: bool) -> Tensor:
     """
     if not normalize:
         return embeddings.to(torch.float64)
-    # float64 input: its squares can underflow (~1e-160) or overflow, so it is rescaled first; any
-    # other: one cast, and the norm cannot under- or overflow in float64 (the cost is per level)
-    return unit_rows(embeddings.to(torch.float64), rescale=embeddings.dtype == torch.float64)
-
-
-def unit_rows(phi: Tensor, rescale: bool, in_place: bool = False) -> Tensor:
-    """Float64 ``phi`` with every non-zero row (last dimension) scaled to unit L2 norm; zero rows stay zero.
-
-    ``rescale`` first divides each row by its largest magnitude (for float64 values, whose squares
-    can under- or overflow). ``in_place`` writes into ``phi`` (same numbers bit for bit: the same
-    divisions), for a caller that owns it and needs no gradient through it.
-
-    Examples:
-        >>> import torch
-        >>> unit_rows(torch.tensor([[3.0, 4.0], [0.0, 0.0]], dtype=torch.float64), rescale=False)
-        tensor([[0.6000, 0.8000],
-                [0.0000, 0.0000]], dtype=torch.float64)
-
-    """
-    divide = Tensor.div_ if in_place else torch.div
-    if rescale:
-        largest = phi.abs().amax(dim=-1, keepdim=True)
-        phi = divide(phi, torch.where(largest > 0, largest, torch.ones_like(largest)))
-    norm = torch.linalg.vector_norm(phi, dim=-1, keepdim=True)
-    return divide(phi, torch.where(norm > 0, norm, torch.ones_like(norm)))
+    if embeddings.dtype == torch.float64:  # its squares can underflow (~1e-160) or overflow
+        largest = embeddings.abs().amax(dim=-1, keepdim=True)
+        embeddings = embeddings / torch.where(largest > 0, largest, torch.ones_like(largest))
+    else:  # one cast, and the norm cannot under- or overflow in float64 (the cost is per level)
+        embeddings = embeddings.to(torch.float64)
+    norm = torch.linalg.vector_norm(embeddings, dim=-1, keepdim=True)
+    return embeddings / torch.where(norm > 0, norm, torch.ones_like(norm))
 
 
 def _trajectory_distances(embeddings: Tensor, normalize: bool) -> tuple[Tensor, Tensor]:

@@ -50,7 +50,7 @@ def test_a_chunk_holds_at_most_its_budget_of_levels():
     most = 0
     for level in levels:
         series.add(level)
-        most = max(most, series._pending)
+        most = max(most, len(series._pending))
     assert most == 2  # the third level pending is measured at once
     assert torch.equal(series.result()[0], level_by_level(levels, True)[0])
 

@@ -112,6 +112,11 @@ def interleaved(
     return {k: median(v) for k, v in walls.items()}, {k: median(v) for k, v in cpus.items()}
 
 
+def bracketing_floors(rounds: dict[str, list[float]]) -> list[float]:
+    """Per round, the mean of the floor timed before (``"floor"``) and after (``"floor_after"``) the rest."""
+    return [(before + after) / 2 for before, after in zip(rounds["floor"], rounds["floor_after"], strict=True)]
+
+
 def paired_ratios(numerators: Sequence[float], denominators: Sequence[float]) -> tuple[float, float, float]:
     """Median, lower and upper quartile of the per-round ratios ``numerators[i] / denominators[i]``.
 

@@ -30,7 +30,17 @@ from __future__ import annotations
 import statistics
 
 import torch
-from _harness import ForwardClock, interleaved_rounds, load_average, paired_ratios, parser, setup, table, timed_once
+from _harness import (
+    ForwardClock,
+    bracketing_floors,
+    interleaved_rounds,
+    load_average,
+    paired_ratios,
+    parser,
+    setup,
+    table,
+    timed_once,
+)
 from _models import make_model, make_probe
 from naive_baseline import naive_score
 
@@ -114,7 +124,7 @@ def run_case(name: str, n: int, repeats: int, batch_size: int, device: torch.dev
     median = statistics.median
     times, cpu = {k: median(v) for k, v in walls.items()}, {k: median(v) for k, v in cpus.items()}
     paired = {
-        (kind, name): paired_ratios(rounds[name], [(a + b) / 2 for a, b in zip(rounds["floor"], rounds["floor_after"])])
+        (kind, name): paired_ratios(rounds[name], bracketing_floors(rounds))
         for kind, rounds in (("wall", walls), ("cpu", cpus))
         for name in ("score", "all", "fresh")
     }

@@ -17,7 +17,7 @@ from __future__ import annotations
 import statistics
 
 import torch
-from _harness import interleaved_rounds, load_average, paired_ratios, parser, setup, table
+from _harness import bracketing_floors, interleaved_rounds, load_average, paired_ratios, parser, setup, table
 from _models import make_model, make_probe
 from bench_noise import altered_batches, fits_all_mib, forward_all, within_call
 
@@ -48,7 +48,7 @@ def run_case(name: str, n: int, repeats: int, batch_size: int, device: torch.dev
         raise AssertionError("score() with kept altered inputs changed its result between evaluations")
     ratios = {}
     for kind, rounds in (("cpu", cpus), ("wall", walls)):
-        floors = [(a + b) / 2 for a, b in zip(rounds["floor"], rounds["floor_after"], strict=True)]
+        floors = bracketing_floors(rounds)
         ratios[kind] = (
             [k / f for k, f in zip(rounds["kept"], floors, strict=True)],
             paired_ratios(rounds["kept"], floors),

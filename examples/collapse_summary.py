@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import csv
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -25,14 +26,10 @@ def _float(text: str) -> float:
     return float(text) if text not in ("", "nan") else math.nan
 
 
-def _lowest(values: list[float]) -> float:
+def _of_finite(pick: Callable[[list[float]], float], values: list[float]) -> float:
+    """``pick`` (``min`` or ``max``) of ``values``; NaN if any is NaN (the representations were not finite)."""
     finite = [value for value in values if not math.isnan(value)]
-    return min(finite) if len(finite) == len(values) and finite else math.nan
-
-
-def _highest(values: list[float]) -> float:
-    finite = [value for value in values if not math.isnan(value)]
-    return max(finite) if len(finite) == len(values) and finite else math.nan
+    return pick(finite) if len(finite) == len(values) and finite else math.nan
 
 
 def summary(path: Path) -> str:
@@ -51,12 +48,12 @@ def summary(path: Path) -> str:
         rows.sort(key=lambda row: int(row["epoch"]))
         trained = [row for row in rows if int(row["epoch"]) >= 1]
         cells = [
-            _lowest([_float(row["rankme"]) for row in trained]),
-            _lowest([_float(row["rankme_centred"]) for row in trained]),
-            _lowest([_float(row["L100_D"]) for row in trained]),
+            _of_finite(min, [_float(row["rankme"]) for row in trained]),
+            _of_finite(min, [_float(row["rankme_centred"]) for row in trained]),
+            _of_finite(min, [_float(row["L100_D"]) for row in trained]),
             max((_float(row["L100_nonfinite_share"]) for row in trained), default=math.nan),
             _float(rows[0]["mean_norm"]),
-            _highest([_float(row["mean_norm"]) for row in trained]),
+            _of_finite(max, [_float(row["mean_norm"]) for row in trained]),
             _float(rows[0]["knn_accuracy"]),
             _float(rows[-1]["knn_accuracy"]),
         ]

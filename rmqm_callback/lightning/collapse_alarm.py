@@ -32,11 +32,11 @@ Examples:
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Any
 
 from pytorch_lightning.callbacks import EarlyStopping
 
+from rmqm_callback.functional._checks import check_number
 from rmqm_callback.keys import (
     D_RC_LEFT_OUT_KEY,
     NON_FINITE_KEY,
@@ -118,24 +118,22 @@ def collapse_alarm(
     """
     _check_name("prefix", prefix)
     _check_name("alteration", alteration)
-    if isinstance(left_out_threshold, bool) or not isinstance(left_out_threshold, (int, float)):
-        raise TypeError(f"collapse_alarm(left_out_threshold={left_out_threshold!r}): expected a number in [0, 1)")
-    if not 0 <= left_out_threshold < 1:
+    left_out_threshold = check_number("left_out_threshold", left_out_threshold)  # a finite number >= 0
+    if left_out_threshold >= 1:
         raise ValueError(
             f"collapse_alarm(left_out_threshold={left_out_threshold!r}): expected a share in [0, 1) (a share"
             f" above it stops the run, so 1 or more could never fire); the default is {LEFT_OUT_THRESHOLD}"
         )
     alarm = []
     if rankme_threshold is not None:
-        if isinstance(rankme_threshold, bool) or not isinstance(rankme_threshold, (int, float)):
-            raise TypeError(f"collapse_alarm(rankme_threshold={rankme_threshold!r}): expected a number > 1 or None")
-        if not (math.isfinite(rankme_threshold) and rankme_threshold > 1):
+        rankme_threshold = check_number("rankme_threshold", rankme_threshold)  # a finite number >= 0
+        if rankme_threshold <= 1:
             raise ValueError(
                 f"collapse_alarm(rankme_threshold={rankme_threshold!r}): RankMe is at least 1, so a threshold of"
-                " 1 or less never fires; pass a finite number above 1 (3.0 held on the 8x8 digits) or None"
+                " 1 or less never fires; pass a number above 1 (3.0 held on the 8x8 digits) or None"
             )
-        alarm.append(_stopper(callback_key(prefix, RANKME_KEY), "max", float(rankme_threshold)))
+        alarm.append(_stopper(callback_key(prefix, RANKME_KEY), "max", rankme_threshold))
     alarm.append(_stopper(metric_key(prefix, alteration, NON_FINITE_KEY), "min", 0.0))
     for key in (D_RC_LEFT_OUT_KEY, P_RC_LEFT_OUT_KEY):
-        alarm.append(_stopper(metric_key(prefix, alteration, key), "min", float(left_out_threshold)))
+        alarm.append(_stopper(metric_key(prefix, alteration, key), "min", left_out_threshold))
     return alarm

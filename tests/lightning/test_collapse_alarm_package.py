@@ -58,12 +58,13 @@ def test_rankme_is_watched_only_when_a_threshold_is_given_and_names_follow_prefi
         ({"prefix": "rmqm/"}, ValueError, r"prefix='rmqm/'.*for example prefix='rmqm'"),
         ({"alteration": 3}, ValueError, r"alteration=3.*for example alteration='noise'"),
         ({"left_out_threshold": 1.0}, ValueError, r"left_out_threshold=1.0.*\[0, 1\)"),
-        ({"left_out_threshold": -0.1}, ValueError, r"left_out_threshold=-0.1"),
-        ({"left_out_threshold": "0.5"}, TypeError, r"left_out_threshold='0.5'"),
-        ({"left_out_threshold": True}, TypeError, r"left_out_threshold=True"),
+        ({"left_out_threshold": -0.1}, ValueError, r"`left_out_threshold` must be >= 0, got -0.1"),
+        ({"left_out_threshold": float("nan")}, ValueError, r"`left_out_threshold` must be finite, got nan"),
+        ({"left_out_threshold": "0.5"}, TypeError, r"`left_out_threshold` must be a number, got '0.5'"),
+        ({"left_out_threshold": True}, TypeError, r"`left_out_threshold` must be a number, got True"),
         ({"rankme_threshold": 1.0}, ValueError, r"rankme_threshold=1.0.*above 1"),
-        ({"rankme_threshold": float("inf")}, ValueError, r"rankme_threshold=inf"),
-        ({"rankme_threshold": "3"}, TypeError, r"rankme_threshold='3'"),
+        ({"rankme_threshold": float("inf")}, ValueError, r"`rankme_threshold` must be finite, got inf"),
+        ({"rankme_threshold": "3"}, TypeError, r"`rankme_threshold` must be a number, got '3'"),
     ],
 )
 def test_a_setting_that_cannot_work_is_refused_with_its_argument_and_value(kwargs, error, message):

@@ -16,6 +16,10 @@ training's random streams are untouched):
   non-finite representation somewhere on the trajectory, computed exactly as ``RMQMCallback`` does
   (``accumulate(..., skip_non_finite=True)``; every RMQM value is NaN when a probe was skipped);
   ``rankme_small``, ``alpha_req_small`` are the spectral scores of those 64 probes;
+* ``unit_spread``: the root-mean-square distance of the clean probe's L2-normalised representations to
+  their mean (0: every probe points the same way; scale-free, unlike ``mean_norm``; NaN where a
+  representation is not finite). ``L100_D / unit_spread`` is how far the noise moves a representation
+  against how far apart the probes are;
 * ``knn_accuracy``: 1-NN (cosine) accuracy of the validation images against the training images.
 
 Groups of runs: ``healthy`` (the paper's five methods x seeds 0, 1 x Adam lr 1e-3 / SGD lr 0.05, as in
@@ -30,6 +34,7 @@ Run from the repository root::
     python examples/collapse_explore.py                                  # 42 runs, ~55 min on 2 busy CPU cores
     python examples/collapse_explore.py --groups collapse divergence --epochs 5
     python examples/collapse_explore.py --dataset mnist1d --groups collapse --epochs 5
+    python examples/collapse_explore.py --dataset glyphs --groups healthy collapse divergence --only /s0 --epochs 10
 """
 
 from __future__ import annotations
@@ -111,6 +116,13 @@ def make_model(run: dict[str, Any], dataset: str = "digits") -> pl.LightningModu
     return EncoderModule(method, run["dim"], run["optimizer"], lr=run["lr"], num_classes=classes, dataset=dataset)
 
 
+def unit_spread(z: torch.Tensor) -> float:
+    """Root-mean-square distance of the rows of ``z``, L2-normalised in float64, to their mean (a zero row stays 0)."""
+    z = z.double()
+    unit = z / z.norm(dim=1, keepdim=True).clamp_min(torch.finfo(torch.float64).tiny)
+    return float((unit - unit.mean(dim=0)).norm(dim=1).pow(2).mean().sqrt())
+
+
 def rmqm_like_callback(model: pl.LightningModule, probe: torch.Tensor, levels: int) -> dict[str, float]:
     """RMQM under white noise exactly as ``RMQMCallback`` computes it, plus the shares of left-out probes."""
     metric = RMQM()
@@ -157,6 +169,7 @@ class Recorder(Callback):
                 "alpha_req_small": safe_score(alpha_req, small),
                 "nonfinite_clean": float((~torch.isfinite(z)).any(1).float().mean()),
                 "mean_norm": float(z.norm(dim=1).mean()),
+                "unit_spread": unit_spread(z) if finite else math.nan,
                 "knn_accuracy": math.nan,
             }
             if finite:

@@ -35,12 +35,16 @@ def _of_finite(pick: Callable[[list[float]], float], values: list[float]) -> flo
     return pick(finite) if len(finite) == len(values) and finite else math.nan
 
 
+#: A spread below this is zero to float64 rounding (unit vectors that all point the same way).
+ZERO_SPREAD = 1e-12
+
+
 def _ratio(numerator: str, denominator: str) -> float:
-    """``numerator / denominator``; inf for a zero spread; NaN where either is NaN."""
+    """``numerator / denominator``; inf for a spread of zero (to float64 rounding); NaN where either is NaN."""
     top, bottom = _float(numerator), _float(denominator)
     if math.isnan(top) or math.isnan(bottom):
         return math.nan
-    return top / bottom if bottom > 0 else math.inf
+    return top / bottom if bottom > ZERO_SPREAD else math.inf
 
 
 def summary(path: Path) -> str:
@@ -98,18 +102,25 @@ def grid_rows(path: Path, method: str, optimizer: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: Columns that name a run's settings, not something measured: left out of the comparison.
+SETTINGS_COLUMNS = ("run", "group", "method", "optimizer", "lr", "seed", "dim", "epoch")
+
+
 def _relative_difference(first: str, again: str) -> float:
-    """``|again - first| / |first|``: 0 for equal values and for NaN against NaN, inf where only one is NaN."""
+    """``|again - first| / |first|``: 0 for equal values (NaN against NaN too), inf where only one is NaN or inf."""
     a, b = _float(first), _float(again)
-    if math.isnan(a) or math.isnan(b):
-        return 0.0 if math.isnan(a) and math.isnan(b) else math.inf
-    return 0.0 if a == b else abs(b - a) / max(abs(a), 1e-300)
+    if a == b or (math.isnan(a) and math.isnan(b)):
+        return 0.0
+    if not (math.isfinite(a) and math.isfinite(b)):
+        return math.inf
+    return abs(b - a) / max(abs(a), 1e-300)
 
 
 def reproduction(pairs: list[tuple[str, str]]) -> str:
     """How each re-recording agrees with the first recording of the same runs: the measured values, not timings."""
     lines = [
-        "## The re-recordings against the first recordings (the runs and columns both hold, wall times left out)",
+        "## The re-recordings against the first recordings (the runs and measured columns both hold, wall times"
+        " left out)",
         "",
         "| first recording | re-recording | runs in both | values equal at epoch 0 | largest relative difference"
         " at epoch 0 | values equal after epoch 0 |",
@@ -121,10 +132,10 @@ def reproduction(pairs: list[tuple[str, str]]) -> str:
         equal, compared, worst_at_start = {True: 0, False: 0}, {True: 0, False: 0}, 0.0
         for key in first.keys() & again.keys():
             at_start = key[1] == "0"
-            for column, value in first[key].items():
-                if column in ("run", "group", "method", "optimizer") or column.endswith("seconds"):
+            for column in first[key].keys() & again[key].keys():
+                if column in SETTINGS_COLUMNS or column.endswith("seconds"):
                     continue
-                difference = _relative_difference(value, again[key][column])
+                difference = _relative_difference(first[key][column], again[key][column])
                 compared[at_start] += 1
                 equal[at_start] += difference == 0
                 if at_start:

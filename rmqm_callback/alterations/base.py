@@ -186,8 +186,11 @@ class InputAlteration(Alteration):
         with closing(altered_groups):  # an error or an early stop ends the helper thread now, not at gc
             for altered in altered_groups:
                 with torch.inference_mode():
-                    representations = encoder(altered).split(n)
-                yield from representations
+                    representation = encoder(altered)
+                if representation.shape[0] == n:  # one level in this pass
+                    yield representation
+                else:
+                    yield from representation.split(n)
 
     def _all_levels_kept(self, batch: ProbeBatch) -> bool:
         """Whether every level of ``batch`` is at hand already (kept from an earlier evaluation).

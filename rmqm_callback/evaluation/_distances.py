@@ -6,8 +6,11 @@ of small tensor operations per forward pass, which is a visible share of a small
 evaluation when torch's threads have to wake for each of them. :class:`TrajectoryDistances`
 gathers the representations of up to :data:`CHUNK_BYTES` worth of levels and computes their
 distances in one go: the same element-wise operations and the same row reductions, so the same
-numbers bit for bit, in a few operations per chunk. Memory stays bounded by that chunk, whatever
-the number of probes or levels.
+numbers bit for bit, in a few operations per chunk. The chunk is cast to float64 as it is stacked
+into a buffer whose first row holds the previous level, normalised in place, and its differences
+are written into a second buffer, both made once per block: a chunk is read and written a few
+times, never copied. Memory stays bounded by those two buffers, whatever the number of probes or
+levels.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import cast
 import torch
 from torch import Tensor
 
-from rmqm_callback.functional.rmqm import prepare_embeddings
+from rmqm_callback.functional.rmqm import normalize_float64_, prepare_embeddings
 
 #: The most bytes (as float64) of representations gathered before their distances are computed.
 CHUNK_BYTES = 4 * 2**20
@@ -51,28 +54,40 @@ class TrajectoryDistances:
         self._chunk_levels = 1
         self._to_original: list[Tensor] = []
         self._to_previous: list[Tensor] = []
+        self._buffers: tuple[Tensor, Tensor] | None = None
 
     def add(self, representation: Tensor) -> None:
         """Take the ``(n, d)`` representation of the next level (level 0 first)."""
         self.levels += 1
         if self._origin is None:
-            self._origin = self._previous = prepare_embeddings(representation, self.normalize)
+            with torch.no_grad():  # distances need no gradient, whatever an alteration yields
+                self._origin = self._previous = prepare_embeddings(representation, self.normalize)
             self._chunk_levels = max(1, self.chunk_bytes // max(1, 8 * representation.numel()))
             return
         self._pending.append(representation)
         if len(self._pending) >= self._chunk_levels:
             self._measure_pending()
 
+    @torch.no_grad()
     def _measure_pending(self) -> None:
         # levels are pending only after level 0 set the origin and the previous representation
-        origin, previous = cast(Tensor, self._origin), cast(Tensor, self._previous)
-        phi = prepare_embeddings(torch.stack(self._pending), self.normalize)  # (k, n, d)
+        origin = cast(Tensor, self._origin)
+        first, k = self._pending[0], len(self._pending)
+        if self._buffers is None:  # row 0 holds the previous level, rows 1.. the chunk's levels
+            shape = (k + 1, *first.shape)  # the first chunk is a full one, or the only one
+            self._buffers = (first.new_empty(shape, dtype=torch.float64), first.new_empty(shape, dtype=torch.float64))
+            self._buffers[0][0].copy_(cast(Tensor, self._previous))
+        levels, difference = self._buffers
+        phi = torch.stack(self._pending, out=levels[1 : k + 1])  # cast to float64 as they are stacked
         self._pending.clear()
-        steps = torch.cat([previous.unsqueeze(0), phi])
-        self._to_original.append(torch.linalg.vector_norm(phi - origin, dim=-1))
-        self._to_previous.append(torch.linalg.vector_norm(steps[1:] - steps[:-1], dim=-1))
-        self._previous = phi[-1]
+        if self.normalize:
+            normalize_float64_(phi, first.dtype)
+        self._to_original.append(torch.linalg.vector_norm(torch.sub(phi, origin, out=difference[:k]), dim=-1))
+        steps = torch.sub(phi, levels[:k], out=difference[:k])
+        self._to_previous.append(torch.linalg.vector_norm(steps, dim=-1))
+        levels[0].copy_(phi[-1])
 
+    @torch.no_grad()
     def result(self) -> tuple[Tensor, Tensor]:
         """``(do, dp)``, each ``(n, J)`` for levels ``1..J`` (``J`` = levels added after level 0)."""
         if self._pending:

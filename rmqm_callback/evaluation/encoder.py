@@ -9,6 +9,7 @@ The ``embed`` rule picks the representation that RMQM measures:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -40,12 +41,13 @@ def as_representation(value: Any, batch_size: int, source: str) -> Tensor:
             f"{source} gave a {type(value).__name__}, which is not a tensor: RMQM needs a (batch, d)"
             " representation. Pass `embed=` a submodule name or a callable (model, inputs) -> Tensor."
         )
-    if not value.is_floating_point() or value.ndim < 2 or value.shape[0] != batch_size or value[0].numel() == 0:
+    shape = value.shape
+    if not value.is_floating_point() or len(shape) < 2 or shape[0] != batch_size or math.prod(shape[1:]) == 0:
         raise RepresentationError(
             f"{source} gave a tensor of shape {tuple(value.shape)} and dtype {value.dtype}; RMQM needs a"
             f" floating (batch={batch_size}, d) representation (trailing dimensions are flattened)."
         )
-    return value.flatten(1)
+    return value if len(shape) == 2 else value.flatten(1)
 
 
 def check_embed_and_preprocess(embed: Any, preprocess: Any) -> None:

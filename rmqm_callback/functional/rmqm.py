@@ -83,13 +83,28 @@ def prepare_embeddings(embeddings: Tensor, normalize: bool) -> Tensor:
     """
     if not normalize:
         return embeddings.to(torch.float64)
-    if embeddings.dtype == torch.float64:  # its squares can underflow (~1e-160) or overflow
-        largest = embeddings.abs().amax(dim=-1, keepdim=True)
-        embeddings = embeddings / torch.where(largest > 0, largest, torch.ones_like(largest))
-    else:  # one cast, and the norm cannot under- or overflow in float64 (the cost is per level)
-        embeddings = embeddings.to(torch.float64)
-    norm = torch.linalg.vector_norm(embeddings, dim=-1, keepdim=True)
-    return embeddings / torch.where(norm > 0, norm, torch.ones_like(norm))
+    return normalize_float64_(embeddings.to(torch.float64, copy=True), embeddings.dtype)
+
+
+def normalize_float64_(phi: Tensor, source_dtype: torch.dtype) -> Tensor:
+    """L2-normalise ``phi``'s rows in place, as :func:`prepare_embeddings` does embeddings of ``source_dtype``.
+
+    ``phi`` is a float64 tensor the caller owns, holding those embeddings already cast to float64
+    (for example stacked into it with ``out=``); it is overwritten and returned. The same
+    operations as :func:`prepare_embeddings`, so the same numbers, without its copy.
+
+    Examples:
+        >>> import torch
+        >>> normalize_float64_(torch.tensor([[3.0, 4.0]], dtype=torch.float64), torch.float32)
+        tensor([[0.6000, 0.8000]], dtype=torch.float64)
+
+    """
+    if source_dtype == torch.float64:  # its squares can underflow (~1e-160) or overflow
+        largest = phi.abs().amax(dim=-1, keepdim=True)
+        phi.div_(torch.where(largest > 0, largest, torch.ones_like(largest)))
+    # else the cast was exact, and the norm cannot under- or overflow in float64
+    norm = torch.linalg.vector_norm(phi, dim=-1, keepdim=True)
+    return phi.div_(torch.where(norm > 0, norm, torch.ones_like(norm)))
 
 
 def _trajectory_distances(embeddings: Tensor, normalize: bool) -> tuple[Tensor, Tensor]:

@@ -11,9 +11,22 @@ from rmqm_callback.evaluation._distances import TrajectoryDistances
 from rmqm_callback.functional.rmqm import prepare_embeddings
 
 
+def out_of_place_prepared(embeddings: torch.Tensor, normalize: bool) -> torch.Tensor:
+    """``prepare_embeddings`` as first written: a new tensor at every step, nothing divided in place."""
+    if not normalize:
+        return embeddings.to(torch.float64)
+    if embeddings.dtype == torch.float64:
+        largest = embeddings.abs().amax(dim=-1, keepdim=True)
+        embeddings = embeddings / torch.where(largest > 0, largest, torch.ones_like(largest))
+    else:
+        embeddings = embeddings.to(torch.float64)
+    norm = torch.linalg.vector_norm(embeddings, dim=-1, keepdim=True)
+    return embeddings / torch.where(norm > 0, norm, torch.ones_like(norm))
+
+
 def level_by_level(levels: list[torch.Tensor], normalize: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """What the stream computed before chunking: one level at a time, stacked along dim 1."""
-    phis = [prepare_embeddings(level, normalize) for level in levels]
+    phis = [out_of_place_prepared(level, normalize) for level in levels]
     to_original = [torch.linalg.vector_norm(phi - phis[0], dim=-1) for phi in phis[1:]]
     to_previous = [torch.linalg.vector_norm(phi - before, dim=-1) for before, phi in itertools.pairwise(phis)]
     return torch.stack(to_original, dim=1), torch.stack(to_previous, dim=1)
@@ -42,6 +55,30 @@ def test_chunks_of_any_size_give_the_level_by_level_series_bit_for_bit(dtype, no
     assert torch.equal(do, expected_do)
     assert torch.equal(dp, expected_dp)
     assert series.levels == num_levels
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("normalize", [True, False])
+def test_prepared_in_place_equals_the_out_of_place_formula_and_leaves_the_input_alone(dtype, normalize):
+    generator = torch.Generator().manual_seed(3)
+    scales = 10.0 ** torch.randint(-3, 4, (40, 1), generator=generator)
+    embeddings = (torch.randn(40, 24, generator=generator, dtype=torch.float64) * scales).to(dtype)
+    embeddings[0] = 0  # a zero vector stays zero
+    before = embeddings.clone()
+    assert torch.equal(prepare_embeddings(embeddings, normalize), out_of_place_prepared(embeddings, normalize))
+    assert torch.equal(embeddings, before)
+
+
+def test_representations_that_require_grad_are_measured_like_detached_ones():
+    """A custom alteration may yield representations still attached to a graph; distances need none."""
+    levels = trajectory(5, 8, 9, torch.float32)
+    attached = [level.clone().requires_grad_(True) * 1.0 for level in levels]
+    series = TrajectoryDistances(True, chunk_bytes=3 * 8 * 5 * 8)
+    for level in attached:
+        series.add(level)
+    do, dp = series.result()
+    expected_do, expected_dp = level_by_level(levels, True)
+    assert not do.requires_grad and torch.equal(do, expected_do) and torch.equal(dp, expected_dp)
 
 
 def test_a_chunk_holds_at_most_its_budget_of_levels():

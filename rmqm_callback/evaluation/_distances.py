@@ -8,13 +8,14 @@ gathers the representations of up to :data:`CHUNK_BYTES` worth of levels and com
 distances in one go: the same element-wise operations and the same row reductions, so the same
 numbers bit for bit, in a few operations per chunk. The chunk is cast to float64 as it is stacked
 into a buffer whose first row holds the previous level, normalised in place, and its differences
-are written into a second buffer, both made once per block: a chunk is read and written a few
-times, never copied. Memory stays bounded by those two buffers, whatever the number of probes or
-levels.
+are written into a second buffer, both made once per block, so a float32 chunk is not copied
+between the operations. Memory stays bounded by the pending levels and those two buffers (about
+twice :data:`CHUNK_BYTES`), whatever the number of probes or levels.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import cast
 
 import torch
@@ -22,7 +23,8 @@ from torch import Tensor
 
 from rmqm_callback.functional.rmqm import normalize_float64_, prepare_embeddings
 
-#: The most bytes (as float64) of representations gathered before their distances are computed.
+#: The most bytes (as float64) of representations gathered before their distances are computed (a block keeps
+#: two buffers of about this size: the levels in float64 and their differences).
 CHUNK_BYTES = 4 * 2**20
 
 
@@ -49,19 +51,20 @@ class TrajectoryDistances:
         self.chunk_bytes = chunk_bytes
         self.levels = 0
         self._origin: Tensor | None = None
-        self._previous: Tensor | None = None
         self._pending: list[Tensor] = []
         self._chunk_levels = 1
         self._to_original: list[Tensor] = []
         self._to_previous: list[Tensor] = []
-        self._buffers: tuple[Tensor, Tensor] | None = None
+        # row 0: the previous level (level 0 until a chunk is measured); rows 1..: a chunk's levels
+        self._levels: Tensor | None = None
+        self._differences: Tensor | None = None
 
     def add(self, representation: Tensor) -> None:
         """Take the ``(n, d)`` representation of the next level (level 0 first)."""
         self.levels += 1
         if self._origin is None:
             with torch.no_grad():  # distances need no gradient, whatever an alteration yields
-                self._origin = self._previous = prepare_embeddings(representation, self.normalize)
+                self._origin = prepare_embeddings(representation, self.normalize)
             self._chunk_levels = max(1, self.chunk_bytes // max(1, 8 * representation.numel()))
             return
         self._pending.append(representation)
@@ -70,20 +73,22 @@ class TrajectoryDistances:
 
     @torch.no_grad()
     def _measure_pending(self) -> None:
-        # levels are pending only after level 0 set the origin and the previous representation
+        # levels are pending only after level 0 set the origin
         origin = cast(Tensor, self._origin)
         first, k = self._pending[0], len(self._pending)
-        if self._buffers is None:  # row 0 holds the previous level, rows 1.. the chunk's levels
-            shape = (k + 1, *first.shape)  # the first chunk is a full one, or the only one
-            self._buffers = (first.new_empty(shape, dtype=torch.float64), first.new_empty(shape, dtype=torch.float64))
-            self._buffers[0][0].copy_(cast(Tensor, self._previous))
-        levels, difference = self._buffers
+        if self._levels is None or self._levels.shape[0] < k + 1:  # the first chunk: a full one, or the only one
+            previous = origin if self._levels is None else self._levels[0]
+            self._levels = first.new_empty((k + 1, *first.shape), dtype=torch.float64)
+            self._differences = torch.empty_like(self._levels)
+            self._levels[0].copy_(previous)
+        levels, differences = self._levels, cast(Tensor, self._differences)
         phi = torch.stack(self._pending, out=levels[1 : k + 1])  # cast to float64 as they are stacked
+        stacked_dtype = functools.reduce(torch.promote_types, (level.dtype for level in self._pending))
         self._pending.clear()
         if self.normalize:
-            normalize_float64_(phi, first.dtype)
-        self._to_original.append(torch.linalg.vector_norm(torch.sub(phi, origin, out=difference[:k]), dim=-1))
-        steps = torch.sub(phi, levels[:k], out=difference[:k])
+            normalize_float64_(phi, stacked_dtype)
+        self._to_original.append(torch.linalg.vector_norm(torch.sub(phi, origin, out=differences[:k]), dim=-1))
+        steps = torch.sub(phi, levels[:k], out=differences[:k])
         self._to_previous.append(torch.linalg.vector_norm(steps, dim=-1))
         levels[0].copy_(phi[-1])
 

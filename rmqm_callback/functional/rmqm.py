@@ -90,8 +90,9 @@ def normalize_float64_(phi: Tensor, source_dtype: torch.dtype) -> Tensor:
     """L2-normalise ``phi``'s rows in place, as :func:`prepare_embeddings` does embeddings of ``source_dtype``.
 
     ``phi`` is a float64 tensor the caller owns, holding those embeddings already cast to float64
-    (for example stacked into it with ``out=``); it is overwritten and returned. The same
-    operations as :func:`prepare_embeddings`, so the same numbers, without its copy.
+    (for example stacked into it with ``out=``); it is overwritten and returned (a new tensor
+    instead when autograd records ``phi``, which then stays as it was). The same operations as
+    :func:`prepare_embeddings`, so the same numbers, without its copy.
 
     Examples:
         >>> import torch
@@ -99,12 +100,13 @@ def normalize_float64_(phi: Tensor, source_dtype: torch.dtype) -> Tensor:
         tensor([[0.6000, 0.8000]], dtype=torch.float64)
 
     """
+    divide = torch.div if phi.requires_grad and torch.is_grad_enabled() else Tensor.div_  # autograd needs phi
     if source_dtype == torch.float64:  # its squares can underflow (~1e-160) or overflow
         largest = phi.abs().amax(dim=-1, keepdim=True)
-        phi.div_(torch.where(largest > 0, largest, torch.ones_like(largest)))
+        phi = divide(phi, torch.where(largest > 0, largest, torch.ones_like(largest)))
     # else the cast was exact, and the norm cannot under- or overflow in float64
     norm = torch.linalg.vector_norm(phi, dim=-1, keepdim=True)
-    return phi.div_(torch.where(norm > 0, norm, torch.ones_like(norm)))
+    return divide(phi, torch.where(norm > 0, norm, torch.ones_like(norm)))
 
 
 def _trajectory_distances(embeddings: Tensor, normalize: bool) -> tuple[Tensor, Tensor]:

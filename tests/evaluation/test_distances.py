@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import warnings
 
 import pytest
 import torch
@@ -67,6 +68,35 @@ def test_prepared_in_place_equals_the_out_of_place_formula_and_leaves_the_input_
     before = embeddings.clone()
     assert torch.equal(prepare_embeddings(embeddings, normalize), out_of_place_prepared(embeddings, normalize))
     assert torch.equal(embeddings, before)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_prepared_embeddings_that_require_grad_backpropagate_as_the_out_of_place_formula(dtype):
+    """``functional.rmqm`` of a tensor in a graph stays differentiable: nothing autograd needs is divided in place."""
+    generator = torch.Generator().manual_seed(4)
+    embeddings = torch.randn(6, 5, generator=generator, dtype=dtype)
+    weights = torch.randn(6, 5, generator=generator, dtype=torch.float64)
+    gradients = []
+    for prepare in (prepare_embeddings, out_of_place_prepared):
+        leaf = embeddings.clone().requires_grad_(True)
+        (prepare(leaf, True) * weights).sum().backward()
+        gradients.append(leaf.grad)
+    assert torch.equal(gradients[0], gradients[1])
+
+
+def test_levels_added_after_a_result_extend_the_series():
+    levels = trajectory(4, 6, 30, torch.float32)
+    series = TrajectoryDistances(True, chunk_bytes=3 * 8 * 4 * 6)
+    for level in levels[:3]:
+        series.add(level)
+    series.result()  # a partial chunk of two levels sizes the buffers
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # not by torch resizing an out= view, which would warn
+        for level in levels[3:]:
+            series.add(level)  # then chunks of three need larger ones
+        do, dp = series.result()
+    expected_do, expected_dp = level_by_level(levels, True)
+    assert torch.equal(do, expected_do) and torch.equal(dp, expected_dp)
 
 
 def test_representations_that_require_grad_are_measured_like_detached_ones():

@@ -83,10 +83,9 @@ class TrajectoryDistances:
             self._levels[0].copy_(previous)
         levels, differences = self._levels, cast(Tensor, self._differences)
         phi = torch.stack(self._pending, out=levels[1 : k + 1])  # cast to float64 as they are stacked
-        stacked_dtype = functools.reduce(torch.promote_types, (level.dtype for level in self._pending))
+        if self.normalize:  # as the stacked dtype would be: a float64 level makes the chunk float64
+            normalize_float64_(phi, functools.reduce(torch.promote_types, (level.dtype for level in self._pending)))
         self._pending.clear()
-        if self.normalize:
-            normalize_float64_(phi, stacked_dtype)
         self._to_original.append(torch.linalg.vector_norm(torch.sub(phi, origin, out=differences[:k]), dim=-1))
         steps = torch.sub(phi, levels[:k], out=differences[:k])
         self._to_previous.append(torch.linalg.vector_norm(steps, dim=-1))

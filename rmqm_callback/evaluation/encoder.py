@@ -44,7 +44,7 @@ def as_representation(value: Any, batch_size: int, source: str) -> Tensor:
     shape = value.shape
     if not value.is_floating_point() or len(shape) < 2 or shape[0] != batch_size or math.prod(shape[1:]) == 0:
         raise RepresentationError(
-            f"{source} gave a tensor of shape {tuple(value.shape)} and dtype {value.dtype}; RMQM needs a"
+            f"{source} gave a tensor of shape {tuple(shape)} and dtype {value.dtype}; RMQM needs a"
             f" floating (batch={batch_size}, d) representation (trailing dimensions are flattened)."
         )
     return value if len(shape) == 2 else value.flatten(1)
